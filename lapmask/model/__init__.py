@@ -1,0 +1,1 @@
+"""LapMask model: backbones + FPN, instance head, Laplacian mask branch, targets, loss, post-processing."""
