@@ -8,6 +8,10 @@ and the compensation c_i = max_k D_ki:
 
 The min runs over *all* i, including i >= j where D_ij = 0 (those terms are >= 1 and never win over i = 0,
 whose c_0 = 0). Areas are the 0.2-mask pixel counts passed in by inference. All math in float32 or wider.
+
+Deliberate extension: the IoU of two EMPTY masks (union 0) is defined as 0 instead of the official 0/0 = NaN.
+The official path never meets it (it drops masks with area <= stride before NMS); the static path keeps invalid
+candidates, which may be empty, at the end of the sorted list, and a NaN there would poison the min over i.
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ def matrix_nms(masks: Tensor, labels: Tensor, scores: Tensor, kernel: str = "gau
     areas = flat.sum(1) if areas is None else areas.to(dt)
     inter = flat @ flat.t()
     union = areas.view(k, 1) + areas.view(1, k) - inter
-    iou = torch.triu(inter / union, diagonal=1)
+    iou = torch.triu(inter / union.clamp(min=1), diagonal=1)  # union >= 1 unless both masks are empty
     same = (labels.view(k, 1) == labels.view(1, k)).to(dt)
     decay_iou = iou * torch.triu(same, diagonal=1)
     comp = decay_iou.max(0).values.view(k, 1)  # c_i, one per row i
@@ -72,7 +76,8 @@ def matrix_nms_reference(masks: Tensor, labels: Tensor, scores: Tensor, kernel: 
         if i >= j or lab[i] != lab[j]:
             return 0.0
         inter = float((flat[i] * flat[j]).sum())
-        return inter / (area[i] + area[j] - inter)
+        union = area[i] + area[j] - inter
+        return inter / union if union > 0 else 0.0
 
     comp = [max([d(m, i) for m in range(k)], default=0.0) for i in range(k)]
     out = []
