@@ -68,6 +68,8 @@ def matrix_nms_reference(masks: Tensor, labels: Tensor, scores: Tensor, kernel: 
     """Plain double loop over the spec's formula (readable, slow; float64 math)."""
     _check(masks, labels, scores, kernel)
     k = masks.shape[0]
+    if k == 0:
+        return torch.zeros(0, dtype=torch.float64)
     flat = masks.reshape(k, -1).double()
     area = [float(a) for a in (flat.sum(1) if areas is None else areas.double())]
     lab = [int(v) for v in labels]
