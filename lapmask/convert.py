@@ -57,11 +57,11 @@ def convert_official_state_dict(sd: Mapping[str, Tensor], cfg: LapMaskConfig) ->
 def read_official_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """Read an official checkpoint (``.pth`` raw dict or detectron2's ``{"model": ...}``, or a ``.pkl`` of numpy
     arrays) without executing code; returns name -> tensor."""
-    from lapmask.model.backbone.pretrained import CheckpointFormatError, _extract_tensors, _read_file
+    from lapmask.safe_load import CheckpointFormatError, extract_tensors, read_weights_file
 
     path = Path(path)
     try:
-        return _extract_tensors(_read_file(path), path)
+        return extract_tensors(read_weights_file(path), path)
     except (CheckpointFormatError, FileNotFoundError) as e:
         raise CheckpointError(str(e)) from None
 
