@@ -2,7 +2,7 @@
 
 Library requirements are ranges; exact pins for CI and the README live in constraints.txt.
 The C++ kernel library (trt_plugins/) is optional and found lazily at run time, so installing
-never needs a compiler (see lapmask/ops/_clib.py for how it is located or built).
+never needs a compiler (see lapmask/ops/clib.py for how it is located; build it with `python -m lapmask.ops.build_kernels`).
 """
 from setuptools import find_packages, setup
 
