@@ -24,9 +24,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     has_cuda = _has_cuda()
     has_trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
-        if "slow" in item.keywords and not runslow:
+        # get_closest_marker, not item.keywords: folder names (tests/trt/) are keywords too.
+        if item.get_closest_marker("slow") and not runslow:
             item.add_marker(pytest.mark.skip(reason="slow test: run with --runslow"))
-        if "cuda" in item.keywords and not has_cuda:
+        if item.get_closest_marker("cuda") and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)"))
-        if "trt" in item.keywords and not has_trt:
+        if item.get_closest_marker("trt") and not has_trt:
             item.add_marker(pytest.mark.skip(reason="needs TensorRT (pip install tensorrt) and a GPU"))
