@@ -1,12 +1,21 @@
-"""Fast modulated deformable convolution: sample once (deformable im2col via ``grid_sample``), then one matmul.
+"""Fast modulated deformable convolution: sample once (deformable im2col), then one matmul.
 
 The dynamic filter of LapMask (spec 4.3) shares the offset/modulation map across all instances, so the sampled
 columns ``[C*9, H*W]`` are computed once per Laplacian level and every instance is one row of the weight
-matrix: ``R = W (N x C*9) @ columns`` -- no loop over instances. This is also the ``gridsample`` export form.
+matrix: ``R = W (N x C*9) @ columns`` -- no loop over instances.
 
-``grid_sample`` (bilinear, zeros padding) reproduces the DCN sampling rule exactly: each out-of-image corner
-contributes 0 and points at or beyond -1 / H get weight 0 everywhere. We normalise with align_corners=False,
-g = (2p + 1) / size - 1, which is exact for every size including 1 (align_corners=True needs size > 1).
+Two sampling methods compute the same function:
+
+* ``"pixel"`` (default for every eager path): vectorised gathers in pixel coordinates with the DCN kernel's own
+  arithmetic and operation order (h = (h_in + i*dil) + dy; corner weights hh*hw, hh*lw, lh*hw, lh*lw summed
+  left to right; times the modulation). It is bit-identical to ``modulated_deform_conv_reference``, which mirrors
+  detectron2's ``modulated_deformable_im2col`` kernel, so converted official checkpoints reproduce the official
+  outputs without float drift at the 0.2 / 0.55 mask thresholds.
+* ``"grid_sample"``: ``F.grid_sample`` (bilinear, zeros padding) -- the ONNX ``gridsample`` export form. It follows
+  the same sampling rule (each out-of-image corner contributes 0; points at or beyond -1 / H get weight 0) but
+  normalises coordinates, g = (2p + 1) / size - 1 (align_corners=False: exact for every size including 1), which
+  costs ~1e-7 relative rounding.
+
 Sampling coordinates are always float32 or wider, even for fp16 features.
 """
 from __future__ import annotations
@@ -46,14 +55,52 @@ def deform_sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[i
     return torch.stack((gx, gy), dim=-1).view(B, T * Ho, Wo, 2)
 
 
+def _pixel_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int], stride: int, padding: int,
+                   dilation: int) -> Tensor:
+    """Deformable im2col in pixel coordinates with the DCN kernel's arithmetic. Returns Tensor[B, C, T, Ho*Wo]."""
+    B, C, H, W = x.shape
+    kh, kw = kernel
+    T = kh * kw
+    Ho, Wo = offset.shape[-2:]
+    dt = torch.promote_types(offset.dtype, torch.float32)
+    off = offset.to(dt).view(B, T, 2, Ho, Wo)
+    taps = torch.arange(T, device=x.device)
+    tap_y = ((taps // kw) * dilation).view(1, T, 1, 1)
+    tap_x = ((taps % kw) * dilation).view(1, T, 1, 1)
+    base_y = (torch.arange(Ho, device=x.device) * stride - padding).view(1, 1, Ho, 1)
+    base_x = (torch.arange(Wo, device=x.device) * stride - padding).view(1, 1, 1, Wo)
+    h = (base_y + tap_y).to(dt) + off[:, :, 0]  # integer part exact, one rounding for + dy (as the kernel)
+    w = (base_x + tap_x).to(dt) + off[:, :, 1]
+    inside = (h > -1) & (w > -1) & (h < H) & (w < W)
+    h_low = torch.floor(h)
+    w_low = torch.floor(w)
+    lh = h - h_low
+    lw = w - w_low
+    hh = 1 - lh
+    hw = 1 - lw
+    h_low = h_low.long()
+    w_low = w_low.long()
+    flat = x.to(dt).reshape(B, C, H * W)
+    out = None
+    for hi, wi, wt in ((h_low, w_low, hh * hw), (h_low, w_low + 1, hh * lw), (h_low + 1, w_low, lh * hw),
+                       (h_low + 1, w_low + 1, lh * lw)):
+        ok = inside & (hi >= 0) & (hi <= H - 1) & (wi >= 0) & (wi <= W - 1)
+        idx = (hi.clamp(0, H - 1) * W + wi.clamp(0, W - 1)).view(B, 1, T * Ho * Wo).expand(B, C, T * Ho * Wo)
+        v = torch.gather(flat, 2, idx).view(B, C, T, Ho * Wo)
+        term = torch.where(ok, wt, torch.zeros_like(wt)).view(B, 1, T, Ho * Wo) * v
+        out = term if out is None else out + term
+    return out * mask.to(dt).view(B, 1, T, Ho * Wo)
+
+
 def deform_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int] = (3, 3), stride: int = 1,
-                   padding: int = 1, dilation: int = 1) -> Tensor:
+                   padding: int = 1, dilation: int = 1, method: str = "pixel") -> Tensor:
     """Deformable im2col with modulation.
 
     Args:
         x (Tensor[B, C, H, W]).
         offset (Tensor[B, 2*T, Ho, Wo]): (dy, dx) interleaved per tap.
         mask (Tensor[B, T, Ho, Wo]): modulation (after sigmoid).
+        method: "pixel" (DCN arithmetic) or "grid_sample" (the exportable form); see the module docstring.
     Returns:
         Tensor[B, C*T, Ho*Wo] in x's dtype; row index c*T + t, matching ``weight.reshape(N, C*T)``.
     """
@@ -62,6 +109,11 @@ def deform_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, i
     Ho, Wo = offset.shape[-2:]
     if mask.shape != (B, T, Ho, Wo):
         raise ValueError(f"mask shape {tuple(mask.shape)} != {(B, T, Ho, Wo)}")
+    if method == "pixel":
+        cols = _pixel_columns(x, offset, mask, kernel, stride, padding, dilation)
+        return cols.reshape(B, C * T, Ho * Wo).to(x.dtype)
+    if method != "grid_sample":
+        raise ValueError(f"unknown deformable sampling method {method!r}; use 'pixel' or 'grid_sample'")
     grid = deform_sampling_grid(offset, (H, W), kernel, stride, padding, dilation)
     xs = x.to(grid.dtype)
     cols = F.grid_sample(xs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # [B, C, T*Ho, Wo]
@@ -70,7 +122,7 @@ def deform_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, i
 
 
 def modulated_deform_conv(x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor, bias: Tensor | None = None,
-                          stride: int = 1, padding: int = 1, dilation: int = 1) -> Tensor:
+                          stride: int = 1, padding: int = 1, dilation: int = 1, method: str = "pixel") -> Tensor:
     """Modulated deformable conv (groups = deformable groups = 1); same contract as the reference.
 
     Args:
@@ -83,7 +135,7 @@ def modulated_deform_conv(x: Tensor, weight: Tensor, offset: Tensor, mask: Tenso
     if x.shape[1] != C:
         raise ValueError(f"weight has {C} input channels, input has {x.shape[1]}")
     Ho, Wo = offset.shape[-2:]
-    cols = deform_columns(x, offset, mask, (kh, kw), stride, padding, dilation)  # [B, C*T, P]
+    cols = deform_columns(x, offset, mask, (kh, kw), stride, padding, dilation, method)  # [B, C*T, P]
     out = torch.matmul(weight.reshape(N, C * kh * kw).to(cols.dtype), cols)  # [B, N, P]
     if bias is not None:
         out = out + bias.view(1, N, 1).to(out.dtype)
@@ -101,17 +153,18 @@ def split_offset_mask(offset_mask: Tensor) -> tuple[Tensor, Tensor]:
     return offset_mask[:, :18], offset_mask[:, 18:27].sigmoid()
 
 
-def dynamic_deform_filter(feature: Tensor, offset_mask: Tensor, kernels: Tensor) -> Tensor:
+def dynamic_deform_filter(feature: Tensor, offset_mask: Tensor, kernels: Tensor, method: str = "pixel") -> Tensor:
     """LapMask's DynamicDeformConv for one image and N instances (spec 4.3): sample once, one matmul.
 
     Args:
         feature (Tensor[1, C, H, W]): F_k of one Laplacian level.
         offset_mask (Tensor[1, 27, H, W]): raw output of ``offset_mask_conv_lapk``.
         kernels (Tensor[N, C*9]): per-instance 3x3 filters, W[n, c, a, b] = kernels[n, 9c + 3a + b].
+        method: "pixel" (default) or "grid_sample" (the ONNX gridsample form).
     Returns:
         Tensor[N, H, W]: per-instance responses (no bias).
     """
     offset, mask = split_offset_mask(offset_mask)
-    cols = deform_columns(feature, offset, mask)[0]  # [C*9, H*W]
+    cols = deform_columns(feature, offset, mask, method=method)[0]  # [C*9, H*W]
     H, W = feature.shape[-2:]
     return (kernels.to(cols.dtype) @ cols).view(kernels.shape[0], H, W)

@@ -91,3 +91,18 @@ def test_offset_layout_is_dy_dx_interleaved():
     out = modulated_deform_conv(x, w, off, torch.ones(1, 9, 5, 6, dtype=torch.float64))
     assert torch.allclose(out[0, 0, :4], x[0, 0, 1:], atol=1e-12)
     assert out[0, 0, 4].abs().max() == 0  # row 5 is outside the image
+
+
+def test_pixel_method_is_bit_identical_to_reference_float32():
+    # The eager default reproduces the DCN kernel arithmetic exactly, so official outputs reproduce exactly.
+    x, w, off, m = (t.float() for t in _inputs(1, 16, 11, 13, 5, far=True, seed=7))
+    assert torch.equal(modulated_deform_conv(x, w, off, m), modulated_deform_conv_reference(x, w, off, m))
+
+
+@pytest.mark.parametrize("shape", CASES)
+def test_grid_sample_method_equals_reference_float64(shape):
+    x, w, off, m = _inputs(*shape, far=True)
+    ref = modulated_deform_conv_reference(x, w, off, m)
+    assert torch.allclose(modulated_deform_conv(x, w, off, m, method="grid_sample"), ref, atol=1e-12)
+    with pytest.raises(ValueError, match="unknown deformable sampling method"):
+        modulated_deform_conv(x, w, off, m, method="bogus")
