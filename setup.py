@@ -23,9 +23,10 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1", "onnxruntime-extensions>=0.12"],
         "trt": ["tensorrt>=10.0", "cuda-python>=12.0"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.2", "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.2", "onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1",
+                "onnxruntime-extensions>=0.12"],
     },
     entry_points={"console_scripts": ["lapmask=lapmask.cli:main"]},
 )

@@ -13,9 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (PNG/JPEG)")
     add_config(p)
     add_weights(p, required=False)
-    p.add_argument("--backend", default="pytorch", choices=["pytorch", "ort", "trt"],
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "torchscript", "ort", "trt"],
                    help="pytorch (default), or a deployed model given with --model")
-    p.add_argument("--model", help="exported model for --backend ort|trt (.onnx / .engine)")
+    p.add_argument("--model", help="exported model for --backend torchscript|ort|trt (.pt / .onnx / .engine)")
     p.add_argument("--no-resize", action="store_true", help="native size: pad only, no test-time resize")
     p.add_argument("--score-thr", type=float, default=0.0, help="filter final outputs (default 0: keep all)")
     p.add_argument("--static", action="store_true", help="run the fixed-size deploy path (what ONNX/TRT run)")
