@@ -1,0 +1,155 @@
+"""Distributed-training helpers (detectron2 ``comm`` in spirit): torchrun init, rank-0 gating, reductions.
+
+``torchrun --nproc_per_node N -m lapmask train ...`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT;
+``init_from_env`` reads them and starts the process group: NCCL when the training device is a GPU, Gloo on CPU.
+Without those variables (or WORLD_SIZE=1) nothing is initialised and every helper degrades to the
+single-process answer, so the trainer code is the same either way.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: ``rank`` of ``world_size`` (``local_rank`` on its node) and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    initialised_here: bool = False
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> "cuda" when available, else "cpu"; a bare "cuda" is kept (the rank picks its index)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch.cuda.is_available() is False; use --device cpu")
+    return dev
+
+
+def init_from_env(device: str | torch.device | None = None, timeout_s: float = 1800.0) -> DistInfo:
+    """Start the process group from torchrun's environment (no-op for a single process).
+
+    The backend is NCCL when ``device`` resolves to CUDA and Gloo otherwise. With CUDA each process uses GPU
+    ``LOCAL_RANK``. Returns the DistInfo (``initialised_here`` tells ``cleanup`` whether to destroy the group).
+    """
+    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    if dev.type == "cuda":
+        if torch.cuda.device_count() <= local:
+            raise ValueError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPU(s) are visible; run "
+                             "torchrun with --nproc_per_node <= the number of GPUs")
+        dev = torch.device("cuda", local if world > 1 else (dev.index or 0))
+        torch.cuda.set_device(dev)
+    if world <= 1:
+        return DistInfo(device=dev)
+    if is_initialized():
+        return DistInfo(get_rank(), get_world_size(), local, dev, False)
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ValueError(f"WORLD_SIZE={world} but {var} is not set; launch with torchrun (it sets both)")
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout_s))
+    return DistInfo(rank, world, local, dev, True)
+
+
+def cleanup(info: DistInfo) -> None:
+    """Destroy the process group if ``init_from_env`` created it."""
+    if info.initialised_here and is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Synchronise all processes (no-op alone). NCCL needs the current device set, which init did."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+def _reduce_device() -> torch.device:
+    if is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
+    """Average scalar metrics over all processes (for logging only; gradients are averaged by DDP)."""
+    if get_world_size() <= 1 or not values:
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_reduce_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t /= get_world_size()
+    return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+
+def any_flag(flag: bool) -> bool:
+    """True on every rank if any rank passed True (e.g. "stop requested": all ranks stop at the same step)."""
+    if get_world_size() <= 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_reduce_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def any_flags(flags: list[bool]) -> list[bool]:
+    """Element-wise ``any_flag`` of several flags in one all-reduce."""
+    if get_world_size() <= 1:
+        return [bool(f) for f in flags]
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=_reduce_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v > 0) for v in t.tolist()]
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """List of ``obj`` from every rank (rank order); ``[obj]`` alone."""
+    if get_world_size() <= 1:
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank."""
+    if get_world_size() <= 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

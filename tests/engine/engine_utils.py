@@ -1,0 +1,69 @@
+"""Helpers shared by the engine tests."""
+from __future__ import annotations
+
+import dataclasses
+
+from lapmask.config import LapMaskConfig, get_preset
+
+
+def tiny_config(**solver) -> LapMaskConfig:
+    """lite_R18 made cheap for CPU tests: 64-px inputs, narrow FPN/heads, small grids (same structure)."""
+    cfg = get_preset("lite_R18")
+    c = 64
+    return cfg.replace(
+        backbone=dataclasses.replace(cfg.backbone, fpn_out_channels=c),
+        head=dataclasses.replace(cfg.head, instance_in_channels=c, mask_in_channels=c, instance_channels=64,
+                                 mask_channels=32, num_grids=(12, 10, 8, 6, 4, 3)),
+        input=dataclasses.replace(cfg.input, min_size_train=(64,), max_size_train=128, min_size_test=64,
+                                  max_size_test=128),
+        solver=dataclasses.replace(cfg.solver, **{"warmup_iters": 3, "base_lr": 0.01, "max_iter": 20,
+                                                  "ims_per_batch": 2, "steps": (), **solver}),
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def half_batch(ds, rank: int, per_rank: int = 2) -> list[dict]:
+    """Rank ``rank``'s fixed share of a 4-image batch (items with fixed augmentation seeds)."""
+    return [ds[(i, 100 + i)] for i in range(rank * per_rank, (rank + 1) * per_rank)]
+
+
+def ddp_worker(rank: int, world: int, port: int, data_dir: str, out_dir: str) -> None:
+    """One Gloo rank: gradients of its half-batch under DDP, then a 2-iteration sharded training run."""
+    import os
+    from pathlib import Path
+
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from lapmask.data.coco import CocoInstanceDataset
+    from lapmask.engine import distributed as du
+    from lapmask.engine.trainer import Trainer, TrainOptions
+
+    info = du.init_from_env("cpu")
+    try:
+        assert info.world_size == world and info.rank == rank and info.distributed
+        cfg = tiny_config(max_iter=2, ims_per_batch=2 * world)
+        ds = CocoInstanceDataset.from_config(cfg, Path(data_dir) / "annotations" / "instances_train.json",
+                                             Path(data_dir) / "train", is_train=True)
+        out = Path(out_dir)
+        tr = Trainer(cfg, ds, TrainOptions(out_dir=out / "run", num_workers=0, progress=False, checkpoint_period=0,
+                                           log_period=1), info)
+        losses = tr.forward_backward(half_batch(ds, rank))
+        grads = {n: p.grad.detach().clone() for n, p in tr.model.named_parameters() if p.grad is not None}
+        mean = du.all_reduce_mean({"loss": losses["loss"], "rank": float(rank)})
+        torch.save({"grads": grads, "losses": losses, "mean": mean}, out / f"grads_rank{rank}.pt")
+        tr2 = Trainer(cfg, ds, TrainOptions(out_dir=out / "run2", num_workers=0, progress=False,
+                                            checkpoint_period=0, log_period=1), info)
+        tr2.train()
+        torch.save(tr2.model.state_dict(), out / f"final_rank{rank}.pt")
+    finally:
+        du.cleanup(info)
