@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lapmask.ops.deform_ref import bilinear_sample_reference
+
 
 def deform_sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[int, int] = (3, 3), stride: int = 1,
                          padding: int = 1, dilation: int = 1) -> Tensor:
@@ -57,12 +59,18 @@ def deform_sampling_grid(offset: Tensor, in_hw: tuple[int, int], kernel: tuple[i
 
 def _pixel_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int], stride: int, padding: int,
                    dilation: int) -> Tensor:
-    """Deformable im2col in pixel coordinates with the DCN kernel's arithmetic. Returns Tensor[B, C, T, Ho*Wo]."""
+    """Deformable im2col in pixel coordinates with the DCN kernel's arithmetic. Returns Tensor[B, C, T, Ho*Wo].
+
+    The sampling is the readable reference's own ``bilinear_sample_reference``, called once for all taps of an
+    image (the reference loops over taps), so the two agree bit for bit by construction.
+    """
     B, C, H, W = x.shape
     kh, kw = kernel
     T = kh * kw
     Ho, Wo = offset.shape[-2:]
     dt = torch.promote_types(offset.dtype, torch.float32)
+    if B == 0:
+        return x.new_zeros((0, C, T, Ho * Wo), dtype=dt)
     off = offset.to(dt).view(B, T, 2, Ho, Wo)
     taps = torch.arange(T, device=x.device)
     tap_y = ((taps // kw) * dilation).view(1, T, 1, 1)
@@ -71,25 +79,9 @@ def _pixel_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, i
     base_x = (torch.arange(Wo, device=x.device) * stride - padding).view(1, 1, 1, Wo)
     h = (base_y + tap_y).to(dt) + off[:, :, 0]  # integer part exact, one rounding for + dy (as the kernel)
     w = (base_x + tap_x).to(dt) + off[:, :, 1]
-    inside = (h > -1) & (w > -1) & (h < H) & (w < W)
-    h_low = torch.floor(h)
-    w_low = torch.floor(w)
-    lh = h - h_low
-    lw = w - w_low
-    hh = 1 - lh
-    hw = 1 - lw
-    h_low = h_low.long()
-    w_low = w_low.long()
-    flat = x.to(dt).reshape(B, C, H * W)
-    out = None
-    for hi, wi, wt in ((h_low, w_low, hh * hw), (h_low, w_low + 1, hh * lw), (h_low + 1, w_low, lh * hw),
-                       (h_low + 1, w_low + 1, lh * lw)):
-        ok = inside & (hi >= 0) & (hi <= H - 1) & (wi >= 0) & (wi <= W - 1)
-        idx = (hi.clamp(0, H - 1) * W + wi.clamp(0, W - 1)).view(B, 1, T * Ho * Wo).expand(B, C, T * Ho * Wo)
-        v = torch.gather(flat, 2, idx).view(B, C, T, Ho * Wo)
-        term = torch.where(ok, wt, torch.zeros_like(wt)).view(B, 1, T, Ho * Wo) * v
-        out = term if out is None else out + term
-    return out * mask.to(dt).view(B, 1, T, Ho * Wo)
+    cols = torch.stack([bilinear_sample_reference(x[b].to(dt), h[b].reshape(-1), w[b].reshape(-1))
+                        for b in range(B)])  # [B, C, T*Ho*Wo]; a loop over images, never over instances
+    return cols.view(B, C, T, Ho * Wo) * mask.to(dt).view(B, 1, T, Ho * Wo)
 
 
 def deform_columns(x: Tensor, offset: Tensor, mask: Tensor, kernel: tuple[int, int] = (3, 3), stride: int = 1,
