@@ -34,12 +34,20 @@ DEMO_RECIPE = {
 }
 
 
-def quiet_openmp() -> None:
-    """Idle OpenMP threads sleep instead of spinning (unless OMP_WAIT_POLICY is set). Must run before torch is
-    imported. Measured on the shared 2-core CPU: spinning threads made a lite_R18 training step ~10x slower in CPU
-    time when other processes competed for the cores; passive waiting keeps 2 threads ~2x faster than 1."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+def auto_threads() -> int:
+    """torch's thread count minus the cores other processes keep busy (1-minute load average), at least 1.
+
+    Measured on the shared 2-core CPU (lite head, 192 px, batch 8): idle machine, 2 threads 12.4 images/s vs 1
+    thread 7.3; with one core busy elsewhere, 2 threads 3.9 images/s vs 1 thread 7.2 (OpenMP threads wait for the
+    one that shares a core)."""
+    import torch
+
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:  # not available on this platform
+        busy = 0
+    return max(1, torch.get_num_threads() - busy)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lapmask_demo", help="output folder (default ./lapmask_demo)")
@@ -57,9 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default=DEMO_RECIPE["optimizer"], choices=["SGD", "ADAMW"],
                    help="default ADAMW (lr 1e-3); SGD needs about --lr 0.02")
     p.add_argument("--num-workers", type=int, default=1, help="data-loader workers (default 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores not busy with "
+                   "other processes, from the load average)")
     p.add_argument("--eval-points", type=int, default=2, help="quick evaluations during training (AP curve)")
     p.add_argument("--vis", type=int, default=6, help="val images to draw overlays for (default 6)")
+    p.add_argument("--vis-score", type=float, default=0.3, help="draw instances scoring at least this (default 0.3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_debug(p)
@@ -140,8 +150,8 @@ def plot_curves(metrics_jsonl: Path, ap_points: list[tuple[int, float]], out_png
     plt.close(fig)
 
 
-def save_overlays(model, cfg, split, out_dir: Path, n: int) -> list[Path]:
-    """Overlays of the first ``n`` val images (score >= 0.3 shown)."""
+def save_overlays(model, cfg, split, out_dir: Path, n: int, min_score: float = 0.3) -> list[Path]:
+    """Overlays of the first ``n`` val images (instances scoring >= ``min_score``)."""
     from lapmask.data.coco import read_image_bgr
     from lapmask.engine.inference_loop import load_split_records
     from lapmask.inference import Predictor
@@ -153,7 +163,7 @@ def save_overlays(model, cfg, split, out_dir: Path, n: int) -> list[Path]:
     for rec in load_split_records(split, n)[0]:
         bgr = read_image_bgr(rec["file_name"], rec["height"], rec["width"])
         res = pred(bgr)
-        keep = res["scores"] >= 0.3
+        keep = res["scores"] >= min_score
         p = out_dir / f"{Path(rec['file_name']).stem}.png"
         overlay(bgr, {k: v[keep] for k, v in res.items()}, cfg.class_names).save(p)
         paths.append(p)
@@ -161,7 +171,6 @@ def save_overlays(model, cfg, split, out_dir: Path, n: int) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    quiet_openmp()
     import torch
 
     from lapmask.data.coco import CocoInstanceDataset
@@ -175,9 +184,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.minutes <= 0:
         raise ValueError("--minutes must be positive")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    torch.set_num_threads(args.threads or (auto_threads() if device.type == "cpu" else torch.get_num_threads()))
     out = Path(args.out)
     say = (lambda m: print(m, file=sys.stderr, flush=True))
     say(f"lapmask demo: {args.minutes:g} min budget on {device} ({torch.get_num_threads()} threads) -> {out}")
@@ -210,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     pred = Predictor(trainer.model, cfg)
     metrics = evaluate_predictor(pred, val_split, cfg.category_ids, cfg.class_names, out_dir=out / "eval",
                                  progress=not args.no_progress, distributed=False)
-    vis = save_overlays(trainer.model, cfg, val_split, out / "vis", args.vis)
+    vis = save_overlays(trainer.model, cfg, val_split, out / "vis", args.vis, args.vis_score)
     ap_points = [(h["iteration"], h["metrics"]["segm"]["AP"]) for h in result.history]
     ap_points.append((result.iterations, metrics["segm"]["AP"]))
     plot_curves(out / "train" / "metrics.jsonl", ap_points, out / "training_curves.png")

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 from lapmask.commands.common import add_config, add_debug, add_weights
-from lapmask.commands.demo import quiet_openmp
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,7 +67,6 @@ def default_out(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    quiet_openmp()
     from lapmask.engine.evaluator import format_table
     from lapmask.engine.inference_loop import SplitPaths, evaluate_predictor
 

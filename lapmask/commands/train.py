@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from lapmask.commands.common import add_config, add_debug
-from lapmask.commands.demo import quiet_openmp
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,7 +68,6 @@ def adopt_classes(cfg, names: tuple[str, ...], ids: tuple[int, ...]):
 
 
 def run(args: argparse.Namespace) -> int:
-    quiet_openmp()
     import torch
 
     from lapmask.config import load_config

@@ -161,8 +161,10 @@ def build_train_loader(dataset: Any, batch_size: int, num_workers: int = 0, seed
         raise ValueError(f"batch_size {batch_size} is not divisible by the world size {world}")
     groups = dataset.aspect_groups() if aspect_ratio_grouping and hasattr(dataset, "aspect_groups") else None
     bsampler = InfiniteBatchSampler(len(dataset), batch_size // world, seed, rank, world, start_iter, groups)
+    # No persistent workers: the infinite sampler means one iterator per run anyway, and a loader that keeps its
+    # iterator alive keeps its worker processes alive after an interrupted run (they hung interpreter exit).
     return DataLoader(dataset, batch_sampler=bsampler, num_workers=num_workers, collate_fn=trivial_collate,
-                      worker_init_fn=_worker_init, persistent_workers=num_workers > 0)
+                      worker_init_fn=_worker_init, persistent_workers=False)
 
 
 def build_test_loader(dataset: Any, batch_size: int = 1, num_workers: int = 0,

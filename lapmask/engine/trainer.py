@@ -17,6 +17,7 @@ raised. An exception raised by a callback or the data loader (e.g. KeyboardInter
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import random
 import signal
@@ -212,7 +213,9 @@ class Trainer:
         if self.info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # FrozenBN statistics and pixel mean/std are constants: no buffer broadcast needed each forward.
-            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False)
+            sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
+                nn.parallel.DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False})
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, **sync)
         self._stop_reason: str | None = None
         self._critical = False
         self._window: list[dict[str, float]] = []
@@ -472,10 +475,10 @@ class Trainer:
 
 
 def _worker_ignore_signals(init_fn: Callable[[int], None] | None, worker_id: int) -> None:
-    """DataLoader workers ignore SIGINT/SIGTERM: Ctrl-C reaches the whole process group, and a worker that dies
-    of it would make the main process fail before it can save. The main process stops them when it is done."""
+    """DataLoader workers ignore SIGINT: Ctrl-C reaches the whole process group, and a worker that dies of it
+    would make the main process fail before it can save. SIGTERM keeps its default: it is how the main process
+    (and multiprocessing at interpreter exit) stops workers -- ignoring it left exit hanging in a join forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if init_fn is not None:
         init_fn(worker_id)
 
