@@ -8,6 +8,8 @@ TorchScript tracing or ONNX export.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import Callable
 
 import torch
@@ -85,3 +87,19 @@ def c2_xavier_fill(module: nn.Module) -> None:
     if getattr(module, "bias", None) is not None:
         nn.init.constant_(module.bias, 0)
 
+
+def stem_and_stages(stem: nn.Module, stages: Sequence[nn.Module], names: Sequence[str], x: Tensor,
+                    who: str) -> dict[str, Tensor]:
+    """Bottom-up forward shared by ResNet and VoVNet: stem, then each stage, keeping every stage's output.
+
+    Args:
+        x (Tensor[B, C, H, W]). Returns: {stage name: Tensor[B, C_s, H/s, W/s]}.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"{who} expects [B, C, H, W], got shape {tuple(x.shape)}")
+    out: dict[str, Tensor] = {}
+    x = stem(x)
+    for name, stage in zip(names, stages):
+        x = stage(x)
+        out[name] = x
+    return out

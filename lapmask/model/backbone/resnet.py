@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lapmask.model.backbone.frozen_bn import FrozenBatchNorm2d
-from lapmask.model.backbone.layers import Conv2d, ModulatedDeformConv2d, c2_msra_fill
+from lapmask.model.backbone.layers import Conv2d, ModulatedDeformConv2d, c2_msra_fill, stem_and_stages
 
 # Blocks per stage res2..res5 (detectron2 ``make_default_stages``).
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -203,11 +203,4 @@ class ResNet(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"ResNet expects [B, C, H, W], got shape {tuple(x.shape)}")
-        out: dict[str, Tensor] = {}
-        x = self.stem(x)
-        for name, stage in zip(self.stage_names, self._stages):
-            x = stage(x)
-            out[name] = x
-        return out
+        return stem_and_stages(self.stem, self._stages, self.stage_names, x, "ResNet")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lapmask.model.backbone.frozen_bn import FrozenBatchNorm2d
+from lapmask.model.backbone.layers import stem_and_stages
 
 # (stem channels, stage conv channels, stage output channels, layers per block, blocks per stage); eSE, no dw.
 VOVNET_SPECS: dict[int, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, tuple[int, ...]]] = {
@@ -123,11 +124,4 @@ class VoVNet(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"VoVNet expects [B, C, H, W], got shape {tuple(x.shape)}")
-        out: dict[str, Tensor] = {}
-        x = self.stem(x)
-        for name, stage in zip(self.stage_names, self._stages):
-            x = stage(x)
-            out[name] = x
-        return out
+        return stem_and_stages(self.stem, self._stages, self.stage_names, x, "VoVNet")
