@@ -35,19 +35,38 @@ DEMO_RECIPE = {
 
 
 
-def auto_threads() -> int:
-    """torch's thread count minus the cores other processes keep busy (1-minute load average), at least 1.
+def auto_threads(current: int | None = None) -> int:
+    """Threads for this process: the CPUs minus those other processes keep busy (1-minute load average), >= 1.
 
-    Measured on the shared 2-core CPU (lite head, 192 px, batch 8): idle machine, 2 threads 12.4 images/s vs 1
-    thread 7.3; with one core busy elsewhere, 2 threads 3.9 images/s vs 1 thread 7.2 (OpenMP threads wait for the
-    one that shares a core)."""
-    import torch
-
+    ``current``: threads this process runs now (they count in the load average). Measured on the shared 2-core
+    CPU (lite head, 192 px, batch 8): idle machine, 2 threads 12.4 images/s vs 1 thread 7.3; with one core busy
+    elsewhere, 2 threads 3.9 images/s vs 1 thread 7.2 (OpenMP threads wait for the one sharing a core)."""
+    cpus = os.cpu_count() or 1
     try:
-        busy = round(os.getloadavg()[0])
+        others = os.getloadavg()[0] - (current or 0)
     except OSError:  # not available on this platform
-        busy = 0
-    return max(1, torch.get_num_threads() - busy)
+        others = 0.0
+    return max(1, min(cpus, cpus - round(max(others, 0.0))))
+
+
+class _ThreadGovernor:
+    """Callback: every ``period_s`` of training, re-pick the thread count as the machine's load changes."""
+
+    def __init__(self, period_s: float = 30.0, say=None) -> None:
+        self.period_s, self.next_s, self.say = period_s, period_s, say
+
+    def __call__(self, trainer) -> None:
+        import torch
+
+        if trainer.train_seconds() < self.next_s:
+            return
+        self.next_s = trainer.train_seconds() + self.period_s
+        cur = torch.get_num_threads()
+        want = auto_threads(cur)
+        if want != cur:
+            torch.set_num_threads(want)
+            if self.say:
+                self.say(f"[iteration {trainer.iter}] load changed: {cur} -> {want} threads")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="lapmask_demo", help="output folder (default ./lapmask_demo)")
@@ -66,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default ADAMW (lr 1e-3); SGD needs about --lr 0.02")
     p.add_argument("--num-workers", type=int, default=1, help="data-loader workers (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores not busy with "
-                   "other processes, from the load average)")
+                   "other processes, from the load average, re-checked every 30 s)")
     p.add_argument("--eval-points", type=int, default=2, help="quick evaluations during training (AP curve)")
     p.add_argument("--vis", type=int, default=6, help="val images to draw overlays for (default 6)")
     p.add_argument("--vis-score", type=float, default=0.3, help="draw instances scoring at least this (default 0.3)")
@@ -185,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise ValueError("--minutes must be positive")
     device = resolve_device(args.device)
-    torch.set_num_threads(args.threads or (auto_threads() if device.type == "cpu" else torch.get_num_threads()))
+    governed = device.type == "cpu" and not args.threads
+    torch.set_num_threads(args.threads or (auto_threads() if governed else torch.get_num_threads()))
     out = Path(args.out)
     say = (lambda m: print(m, file=sys.stderr, flush=True))
     say(f"lapmask demo: {args.minutes:g} min budget on {device} ({torch.get_num_threads()} threads) -> {out}")
@@ -210,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
                          f"({t_data:.0f} s) and evaluation (~{final_eval:.0f} s); give more minutes or fewer --val")
     if args.eval_points > 0:
         trainer.callbacks.append(_MidEval(args.eval_points, train_s, mid_images))
+    if governed:
+        trainer.callbacks.append(_ThreadGovernor(say=say))
     say(f"training {cfg.name} for {train_s / 60:.1f} min (batch {args.batch_size}, lr {args.lr:g}, "
         f"sizes {list(args.train_sizes)}); final evaluation ~{final_eval:.0f} s")
     result = trainer.train()

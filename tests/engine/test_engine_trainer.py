@@ -115,16 +115,22 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, train_dataset):
         Trainer(cfg, train_dataset(cfg), _opts(tmp_path, resume=True))
 
 
-def test_periodic_checkpoints_pruned_and_nan_loss_message(tmp_path, train_dataset):
+def test_periodic_checkpoints_pruned_and_nan_loss_message(tmp_path, train_dataset, monkeypatch):
     cfg = tiny_config(max_iter=4)
     tr = Trainer(cfg, train_dataset(cfg), _opts(tmp_path, checkpoint_period=1, keep_checkpoints=2))
     tr.train()
     assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == ["model_0000002.pth", "model_0000003.pth",
                                                                      "model_final.pth"]
-    bad = Trainer(tiny_config(max_iter=4, base_lr=1e30, warmup_iters=0), train_dataset(cfg),
-                  _opts(tmp_path / "nan"))
+    import lapmask.engine.trainer as trainer_mod
+
+    def nan_losses(*args, **kw):
+        return {"loss_ins": torch.tensor(float("nan"), requires_grad=True), "loss_cate": torch.tensor(1.0)}
+
+    monkeypatch.setattr(trainer_mod, "compute_losses", nan_losses)
+    bad = Trainer(cfg, train_dataset(cfg), _opts(tmp_path / "nan"))
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         bad.train()
+    assert not (tmp_path / "nan" / "model_final.pth").exists()
 
 
 def test_batch_canvas_is_the_padded_maximum(train_dataset):
