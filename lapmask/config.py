@@ -29,6 +29,9 @@ class BackboneConfig:
     res2_out_channels: int = 256  # 64 for the BasicBlock ResNets (18/34)
     fpn_out_channels: int = 256
     p6: str = "maxpool"  # "maxpool" (detectron2 LastLevelMaxPool) | "conv" (adet LastLevelP6, VoVNet/Swin)
+    # "FrozenBN" (official, spec 2.1) | "BN" | "GN": trainable norms for from-scratch training of the lite presets
+    # (lapmask/model/backbone/norms.py says why); convs frozen by freeze_at keep FrozenBN either way.
+    norm: str = "FrozenBN"
 
 
 @dataclass
@@ -153,6 +156,9 @@ class LapMaskConfig:
                 raise ValueError(f"config {self.name!r}: {what}={c} must be a multiple of 32 (GroupNorm(32, C))")
         if h.num_masks % 16:
             raise ValueError(f"config {self.name!r}: num_masks must be a multiple of 16 (GroupNorm(16, C))")
+        if self.backbone.norm not in ("FrozenBN", "BN", "GN"):
+            raise ValueError(f"config {self.name!r}: backbone.norm must be 'FrozenBN', 'BN' or 'GN', "
+                             f"got {self.backbone.norm!r}")
         if self.input.size_divisibility % 32:
             raise ValueError("size_divisibility must be a multiple of 32 (the mask branch halves stride-4 maps twice)")
 
@@ -256,21 +262,29 @@ def _v57_3x() -> LapMaskConfig:
 def _lite(depth: int) -> LapMaskConfig:
     """CPU-sized preset: BasicBlock ResNet, narrower FPN and heads, smaller input; same architecture in kind.
 
-    Deviation on purpose (not an official config): widths are divided by 2-4 and the input is ~2.5x smaller so
-    that training and export run in minutes on 2 CPU cores. Grids, levels, strides and ranges keep the official
-    structure; grids are reduced in proportion to the smaller input.
+    Deviation on purpose (not an official config), sized so that from-scratch training shows results within
+    minutes on 2 CPU cores (the demo):
+    - widths divided by 2-8 (FPN 128, instance head 64 with 2 convs, NK = NM = 16) and the input ~3x smaller;
+      levels, strides and the 2x-overlapping scale ranges keep the official structure (ranges halved);
+    - grids (24, 20, 16, 12, 8, 6): the instance head runs on S x S cells whatever the image size, so the
+      official-proportioned (40, 36, 24, 16, 12, 8) made it 3/4 of the training step; measured fwd + bwd,
+      batch 8 at 192 px, 1 thread: backbone 0.49 s, head 1.88 s -> 0.33 s with these grids and 64 channels;
+    - backbone.norm "BN": trainable BatchNorm (FrozenBN at its identity start leaves a from-scratch ResNet
+      unnormalised, and its activations reached 3.6e6, beyond fp16);
+    - AdamW (lr 1e-3, the official Swin recipe's wd 0.01) and a short warm-up: faster from scratch than SGD
+      (loss 1.44 vs 1.90 after 150 iterations, measured).
     """
     return LapMaskConfig(
         name=f"lite_R{depth}",
-        backbone=_resnet(depth, res2_out_channels=64, fpn_out_channels=128, freeze_at=0),
-        head=HeadConfig(num_classes=len(SYNTH_CLASS_NAMES), instance_in_channels=128, instance_channels=128,
-                        num_instance_convs=2, num_grids=(40, 36, 24, 16, 12, 8), num_kernels=16, num_masks=16,
+        backbone=_resnet(depth, res2_out_channels=64, fpn_out_channels=128, freeze_at=0, norm="BN"),
+        head=HeadConfig(num_classes=len(SYNTH_CLASS_NAMES), instance_in_channels=128, instance_channels=64,
+                        num_instance_convs=2, num_grids=(24, 20, 16, 12, 8, 6), num_kernels=16, num_masks=16,
                         mask_in_channels=128, mask_channels=64,
                         scale_ranges=((1, 32), (16, 64), (32, 128), (64, 256), (128, 512), (256, 2048))),
-        input=InputConfig(min_size_train=(224, 256, 288, 320), max_size_train=512, min_size_test=256,
+        input=InputConfig(min_size_train=(192, 224, 256), max_size_train=512, min_size_test=256,
                           max_size_test=512),
-        solver=SolverConfig(ims_per_batch=8, base_lr=0.01, steps=(10_000_000,), max_iter=10_000_000,
-                            warmup_iters=100, checkpoint_period=500),
+        solver=SolverConfig(optimizer="ADAMW", ims_per_batch=8, base_lr=1e-3,
+                            steps=(10_000_000,), max_iter=10_000_000, warmup_iters=30, checkpoint_period=500),
         class_names=SYNTH_CLASS_NAMES,
         category_ids=SYNTH_CATEGORY_IDS,
     )

@@ -23,19 +23,22 @@ class ProviderError(RuntimeError):
     """The requested ONNX Runtime execution provider is not installed."""
 
 
-def providers_for(device: str) -> list[str]:
-    """ONNX Runtime providers for ``device`` ("cpu" | "cuda"), checked against what is installed."""
+def providers_for(device: str) -> list:
+    """ONNX Runtime providers for ``device`` ("cpu" | "cuda" | "cuda:N"), checked against what is installed.
+
+    "cuda:N" passes ``device_id`` N to the CUDA provider (ORT's default is GPU 0, whatever torch uses)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda":
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and (index == "" or index.isdigit()):
         if "CUDAExecutionProvider" not in available:
             raise ProviderError(f"CUDAExecutionProvider is not available (installed: {', '.join(available)}); "
                                 "pip install onnxruntime-gpu (in place of onnxruntime) or use --device cpu")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+    raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
 
 
 def make_session(model_path: str, flavour: str = "standard", device: str = "cpu", threads: int | None = None) -> Any:
@@ -65,7 +68,7 @@ class OrtPredictor(StaticGraphPredictor):
     Args:
         model_path: ``.onnx`` written by ``lapmask export``.
         resize: official test-time resize (shortest edge to the preset's test size); False = native size.
-        device: "cpu" or "cuda" (CUDAExecutionProvider); threads: intra-op threads (None = ORT default).
+        device: "cpu", "cuda" or "cuda:N" (CUDAExecutionProvider on GPU N); threads: intra-op threads (None = ORT default).
     """
 
     def __init__(self, model_path: str | Path, resize: bool = True, device: str = "cpu",

@@ -27,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-iters", type=int, default=None, help="linear warm-up length (default: solver's)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
     amp = p.add_mutually_exclusive_group()
-    amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision (CUDA only; "
-                     "the default on CUDA)")
-    amp.add_argument("--no-amp", dest="amp", action="store_false", help="float32 training on CUDA")
+    amp.add_argument("--amp", dest="amp", action="store_true", default=None, help="mixed precision: float16 "
+                     "on CUDA (the default there), bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX)")
+    amp.add_argument("--no-amp", dest="amp", action="store_false", help="float32 training (the default on CPU)")
     p.add_argument("--backbone-weights", default=None, help="ImageNet-pretrained backbone (MSRA .pkl, torchvision "
                    ".pth or detectron2-format .pth)")
     p.add_argument("--weights", default=None, help="start from a lapmask checkpoint's weights (fine-tuning)")

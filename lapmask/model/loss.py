@@ -19,6 +19,14 @@ from lapmask.ops import dynamic_deform_filter
 DICE_EPS = 0.001  # added to each of the two denominators (official ``loss.dice_loss``)
 
 
+# Training samples with grid_sample: the same function as the eager "pixel" default (equal to the float64 reference
+# in values and gradients, tests/unit/test_ops_deform.py) up to ~1e-7 relative rounding, and its backward is a
+# fused kernel instead of index scatters. Measured on lite_R18 (batch 8 at 256 px, 2 threads): loss forward +
+# backward 0.09 s vs 0.21 s, the loss values equal to 5 decimals. Inference keeps "pixel" (bit-exact parity with
+# the official outputs matters there, not here).
+TRAIN_SAMPLING = "grid_sample"
+
+
 def dice_loss(probs: Tensor, targets: Tensor) -> Tensor:
     """Per-pair dice loss 1 - 2 sum(p t) / (sum(p^2) + 0.001 + sum(t^2) + 0.001) (spec 5.3).
 
@@ -125,7 +133,8 @@ def _image_mask_logits(outputs: dict, b: int, recs: list[dict]) -> tuple[Tensor,
         return None
     kern = torch.cat(kernels, dim=2)  # [3, 9*NK, P]
     responses = [
-        dynamic_deform_filter(outputs["mask_feats"][k][b:b + 1], outputs["offsets"][k][b:b + 1], kern[k].t())
+        dynamic_deform_filter(outputs["mask_feats"][k][b:b + 1], outputs["offsets"][k][b:b + 1], kern[k].t(),
+                              method=TRAIN_SAMPLING)
         for k in range(3)
     ]
     return reconstruct(*responses), torch.cat(masks, dim=0)

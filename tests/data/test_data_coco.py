@@ -191,5 +191,6 @@ def test_from_config_sizes(make_coco, h):
     native = CocoInstanceDataset.from_config(cfg, p, root, is_train=False, native_size=True)
     assert native[0]["image"].shape == (3, 100, 200)
     train = CocoInstanceDataset.from_config(cfg, p, root, is_train=True)
+    assert cfg.input.min_size_train == (192, 224, 256) and cfg.input.max_size_train == 512
     shapes = {tuple(train[(0, s)]["image"].shape) for s in range(30)}
-    assert shapes <= {(3, 224, 448), (3, 256, 512)}  # 288/320 are capped by MAX_SIZE_TRAIN = 512
+    assert shapes == {(3, 192, 384), (3, 224, 448), (3, 256, 512)}  # every choice drawn in 30 seeds

@@ -28,12 +28,15 @@ def _norm_param_ids(model: nn.Module) -> set[int]:
 
 def test_sgd_groups_no_decay_on_norms_and_frozen_left_out():
     cfg = tiny_config()
-    cfg = cfg.replace(backbone=dataclasses.replace(cfg.backbone, freeze_at=2))  # stem + res2 frozen
+    cfg = cfg.replace(backbone=dataclasses.replace(cfg.backbone, freeze_at=2),  # stem + res2 frozen
+                      solver=dataclasses.replace(cfg.solver, optimizer="SGD"))  # the official optimiser
     model = build_model(cfg)
     opt = build_optimizer(model, cfg)
     assert isinstance(opt, torch.optim.SGD)
     norm_ids = _norm_param_ids(model)
     assert norm_ids, "the model should have GroupNorm parameters"
+    # the trainable backbone BatchNorms (lite backbone.norm "BN") are norms too: no decay
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.backbone.modules())
     seen = []
     for g in opt.param_groups:
         assert g["momentum"] == 0.9 and g["nesterov"] is False and g["lr"] == cfg.solver.base_lr

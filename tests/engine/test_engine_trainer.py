@@ -160,11 +160,26 @@ def test_rng_state_roundtrip_through_checkpoint_format(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
 
 
-def test_config_json_and_amp_on_cpu_rejected(tmp_path, train_dataset):
-    cfg = tiny_config()
-    with pytest.raises(ValueError, match="CUDA"):
-        Trainer(cfg, train_dataset(cfg), _opts(tmp_path, amp=True))
+def test_amp_on_cpu_is_bfloat16_or_a_clear_error(tmp_path, train_dataset, monkeypatch):
+    import lapmask.engine.trainer as trainer_mod
+
+    cfg = tiny_config(max_iter=3)
     json.dumps(cfg.to_dict())  # the config travels with checkpoints as plain JSON
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        seen: list[torch.dtype] = []
+        tr = Trainer(cfg, train_dataset(cfg), _opts(tmp_path, amp=True))
+        tr.model.backbone.register_forward_hook(lambda m, i, o: seen.append(o["p2"].dtype))
+        assert not tr.scaler.is_enabled()  # no loss scaling for bfloat16
+        w0 = tr.model.ins_head.cate_pred.weight.detach().clone()
+        res = tr.train()
+        assert res.iterations == 3 and seen == [torch.bfloat16] * 3
+        # the weights stay float32 and have moved
+        w = load_checkpoint(tmp_path / "model_final.pth")["model"]["ins_head.cate_pred.weight"]
+        assert w.dtype == torch.float32 and not torch.equal(w, w0)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="native bf16"):
+        Trainer(cfg, train_dataset(cfg), _opts(tmp_path / "no_bf16", amp=True))
+    assert trainer_mod.amp_dtype(torch.device("cuda")) == torch.float16
 
 
 def test_time_budget_places_lr_steps_and_stops(tmp_path, train_dataset):

@@ -121,9 +121,12 @@ def test_cuda_provider_error_is_actionable():
     from export.predictors.ort import ProviderError, providers_for
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
-        assert providers_for("cuda")[0] == "CUDAExecutionProvider"
+        assert providers_for("cuda")[0] == ("CUDAExecutionProvider", {"device_id": 0})
+        assert providers_for("cuda:1")[0] == ("CUDAExecutionProvider", {"device_id": 1})
     else:
-        with pytest.raises(ProviderError, match="onnxruntime-gpu"):
-            providers_for("cuda")
-    with pytest.raises(ValueError, match="unknown device"):
-        providers_for("tpu")
+        for device in ("cuda", "cuda:1"):
+            with pytest.raises(ProviderError, match="onnxruntime-gpu"):
+                providers_for(device)
+    for bad in ("tpu", "cuda:x", "cudax"):
+        with pytest.raises(ValueError, match="unknown device"):
+            providers_for(bad)

@@ -315,3 +315,40 @@ def test_dcn_block_trains() -> None:
     assert dcn.conv2.weight.grad is not None and dcn.conv2.weight.grad.abs().sum() > 0
     assert dcn.conv2_offset.weight.grad is not None and dcn.conv2_offset.weight.grad.abs().sum() > 0
     assert dcn.conv2_offset.bias.grad[18:].abs().sum() > 0  # modulation logits
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trainable norms (backbone.norm "BN" / "GN", for from-scratch training of the lite presets)
+
+def _norm_kinds(module: torch.nn.Module, prefix: str) -> set[type]:
+    return {type(m) for n, m in module.named_modules() if n.startswith(prefix) and
+            isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d, torch.nn.GroupNorm))}
+
+
+@pytest.mark.parametrize("kind,cls", [("BN", torch.nn.BatchNorm2d), ("GN", torch.nn.GroupNorm)])
+def test_trainable_norms_replace_only_unfrozen_frozen_bn(kind: str, cls: type) -> None:
+    m = build_backbone(_cfg("R50_3x", norm=kind))  # FREEZE_AT 2: stem and res2 keep FrozenBN
+    for frozen in ("bottom_up.stem", "bottom_up.res2"):
+        assert _norm_kinds(m, frozen) == {FrozenBatchNorm2d}
+    for trained in ("bottom_up.res3", "bottom_up.res4", "bottom_up.res5"):
+        assert _norm_kinds(m, trained) == {cls}
+    v = build_backbone(_cfg("V_57_3x", norm=kind, freeze_at=1))  # VoVNet: norm beside the conv in a Sequential
+    assert _norm_kinds(v, "bottom_up.stem") == {FrozenBatchNorm2d}
+    assert _norm_kinds(v, "bottom_up.stage2") == {cls}
+
+
+def test_trainable_norms_keep_official_names_and_normalise() -> None:
+    frozen = build_backbone(_cfg("lite_R18", norm="FrozenBN"))
+    bn = build_backbone(_cfg("lite_R18", norm="BN"))
+    extra = set(bn.state_dict()) - set(frozen.state_dict())
+    assert extra and all(k.endswith("num_batches_tracked") for k in extra)
+    assert set(frozen.state_dict()) <= set(bn.state_dict())
+    # Training mode normalises with batch statistics: the stem output has zero mean per channel before ReLU.
+    torch.manual_seed(0)
+    x = 50 * torch.randn(4, 3, 64, 64) + 20
+    stem = bn.bottom_up.stem.conv1
+    pre = stem.norm(F.conv2d(x, stem.weight, stride=2, padding=3))
+    torch.testing.assert_close(pre.mean(dim=(0, 2, 3)), torch.zeros(64), rtol=0, atol=1e-4)
+    torch.testing.assert_close(pre.var(dim=(0, 2, 3), unbiased=False), torch.ones(64), rtol=0, atol=1e-2)
+    with pytest.raises(ValueError, match="backbone.norm"):
+        _cfg("lite_R18", norm="LayerNorm")

@@ -1,4 +1,6 @@
 """Deformable conv fast path vs the readable reference (float64): values and gradients; batched dynamic filter."""
+import functools
+
 import pytest
 import torch
 import torchvision
@@ -52,18 +54,19 @@ def test_zero_offsets_half_modulation_is_half_conv():
     assert torch.allclose(out, 0.5 * torch.nn.functional.conv2d(x, w, padding=1), atol=1e-12)
 
 
-def test_gradients_match_reference():
+@pytest.mark.parametrize("method", ["pixel", "grid_sample"])  # grid_sample: the form training uses (model/loss.py)
+def test_gradients_match_reference(method):
     x, w, off, m = _inputs(1, 2, 5, 6, 3, seed=3)
     off = off * 0.3 + 0.37  # keep away from integer sample points where bilinear is not differentiable
     grads = []
-    for fn in (modulated_deform_conv_reference, modulated_deform_conv):
+    for fn in (modulated_deform_conv_reference, functools.partial(modulated_deform_conv, method=method)):
         ts = [t.clone().requires_grad_(True) for t in (x, w, off, m)]
         (fn(*ts) ** 2).sum().backward()
         grads.append([t.grad for t in ts])
     for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-10)
     ts = [t.clone().requires_grad_(True) for t in (x, w, off, m)]
-    assert torch.autograd.gradcheck(lambda *a: modulated_deform_conv(*a), ts, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda *a: modulated_deform_conv(*a, method=method), ts, atol=1e-6)
 
 
 def test_batched_dynamic_filter_equals_per_instance_loop():

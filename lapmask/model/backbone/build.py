@@ -5,6 +5,7 @@ from torch import nn
 
 from lapmask.config import BackboneConfig, LapMaskConfig
 from lapmask.model.backbone.fpn import FPN
+from lapmask.model.backbone.norms import use_trainable_norms
 from lapmask.model.backbone.resnet import ResNet
 from lapmask.model.backbone.vovnet import VoVNet
 
@@ -28,8 +29,10 @@ def build_backbone(cfg: LapMaskConfig | BackboneConfig) -> FPN:
     """Build the backbone for ``cfg`` (a LapMaskConfig or its BackboneConfig).
 
     Returns an ``FPN`` whose ``forward(x[B, 3, H, W]) -> {"p2", ..., "p6"}`` (H, W multiples of 32) and whose
-    ``state_dict`` keys, prefixed with ``backbone.``, are the official ones (spec 8.1).
+    ``state_dict`` keys, prefixed with ``backbone.``, are the official ones (spec 8.1) for ``norm`` "FrozenBN"
+    ("BN" adds ``num_batches_tracked`` buffers).
     """
     bb = cfg.backbone if isinstance(cfg, LapMaskConfig) else cfg
     body, in_features = build_bottom_up(bb)
+    use_trainable_norms(body, bb.norm)
     return FPN(body, in_features, bb.fpn_out_channels, top_block=bb.p6)

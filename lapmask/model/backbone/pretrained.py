@@ -184,6 +184,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, cfg: Any) -> di
                             target[base + stat].fill_(fill)
                             defaulted.append(base + stat)
     done = set(to_load) | set(defaulted)
-    missing = [k for k in target if k not in done]
+    # BatchNorm's num_batches_tracked (backbone.norm "BN") is a counter, not a weight: never "missing".
+    missing = [k for k in target if k not in done and not k.endswith("num_batches_tracked")]
     return {"format": fmt, "path": str(path), "loaded": list(to_load), "missing": missing,
             "unexpected": unexpected, "defaulted": defaulted, "notes": notes}
