@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 DEFAULT_CASES = [("lite_R18", 8), ("R50_3x", 2)]
 
 
-def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data: Path) -> dict:
-    """Train ``warmup + iters`` iterations of ``preset`` and return the timing summary (one process)."""
+def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data: Path, amp: bool = False) -> dict:
+    """Train ``warmup + iters`` iterations of ``preset`` and return the timing summary (one process).
+
+    ``amp``: bfloat16 autocast on CPU (``lapmask.engine.trainer.amp_dtype``), as ``lapmask demo`` trains."""
     import torch
 
     from lapmask.config import get_preset
@@ -44,6 +46,7 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
                                          is_train=True)
     with tempfile.TemporaryDirectory() as out:
         opts = TrainOptions(out_dir=Path(out), max_iter=warmup + iters, ims_per_batch=batch, num_workers=1, seed=0,
+                            amp=amp,
                             checkpoint_period=0, log_period=1, progress=False, keep_checkpoints=1)
         t0 = time.perf_counter()
         Trainer(cfg, ds, opts, DistInfo(device=torch.device("cpu"))).train()
@@ -51,7 +54,7 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
         rows = [r for r in read_jsonl(Path(out) / "metrics.jsonl") if "time_per_iter_s" in r]
     times = [r["time_per_iter_s"] for r in rows[warmup:]]
     med = statistics.median(times)
-    return {"preset": preset, "batch": batch, "threads": threads, "timed_iterations": len(times),
+    return {"preset": preset, "batch": batch, "threads": threads, "amp": amp, "timed_iterations": len(times),
             "median_s_per_iter": med, "min_s_per_iter": min(times), "max_s_per_iter": max(times),
             "images_per_s": batch / med, "train_sizes": list(cfg.input.min_size_train), "wall_s": wall}
 
@@ -61,14 +64,18 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=None, help="default: lite_R18 (batch 8) and R50_3x (batch 2)")
     ap.add_argument("--batch", type=int, default=None, help="override every preset's batch")
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per preset (default 10)")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed first iterations (default 2)")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed first iterations (default 10: oneDNN builds "
+                    "kernels per input shape, bf16 ones slowly)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--amp", action="store_true", help="also measure bfloat16 mixed precision (CPU with native bf16)")
     ap.add_argument("--data", default="", help="synthetic dataset folder (default: generated in a temp folder)")
     ap.add_argument("--out", default="", help="JSON file (default: print only)")
     ap.add_argument("--one", nargs=2, metavar=("PRESET", "BATCH"), help=argparse.SUPPRESS)
+    ap.add_argument("--one-amp", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        r = measure(args.one[0], int(args.one[1]), args.iters, args.warmup, args.threads, Path(args.data))
+        r = measure(args.one[0], int(args.one[1]), args.iters, args.warmup, args.threads, Path(args.data),
+                    amp=args.one_amp)
         print("RESULT " + json.dumps(r))
         return
     cases = [(p, args.batch or dict(DEFAULT_CASES).get(p, 2)) for p in (args.presets or [c[0] for c in DEFAULT_CASES])]
@@ -82,16 +89,18 @@ def main() -> None:
 
             ensure_synthetic(data, 64, 4, 256, 0)
         results = []
-        for preset, batch in cases:  # fresh process per preset
+        runs = [(p, b, amp) for p, b in cases for amp in ((False, True) if args.amp else (False,))]
+        for preset, batch, amp in runs:  # fresh process per (preset, precision)
             cmd = [sys.executable, __file__, "--one", preset, str(batch), "--iters", str(args.iters), "--warmup",
-                   str(args.warmup), "--threads", str(args.threads), "--data", str(data)]
+                   str(args.warmup), "--threads", str(args.threads), "--data", str(data)] + (["--one-amp"] * amp)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode or not line:
                 raise SystemExit(f"{preset} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
             results.append(json.loads(line[0][len("RESULT "):]))
             r = results[-1]
-            print(f"{preset}: {r['images_per_s']:.2f} images/s (batch {batch}, median {r['median_s_per_iter']:.2f} "
+            print(f"{preset} {'bf16' if amp else 'fp32'}: {r['images_per_s']:.2f} images/s (batch {batch}, median "
+                  f"{r['median_s_per_iter']:.2f} "
                   f"s/iteration over {r['timed_iterations']}, {args.threads} threads)", flush=True)
     doc = {"machine": machine, "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
            "what": "training images/s (data, targets, losses, backward, optimizer step)", "results": results}

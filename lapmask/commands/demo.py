@@ -59,9 +59,11 @@ class _ThreadGovernor:
             if self.say:
                 self.say(f"[iteration {trainer.iter}] load changed: {cur} -> {want} threads")
 
+
 def use_amp(flag: bool | None, device) -> bool:
     """``--amp``/``--no-amp`` as given; by default on where mixed precision is native (CUDA, or a CPU whose
-    oneDNN runs bfloat16: 1.6x faster training steps measured here, see ``trainer.amp_dtype``)."""
+    oneDNN runs bfloat16; measured here: network forward + backward 1.6x faster, whole training step 1.26x,
+    loss curve unchanged -- see ``trainer.amp_dtype``)."""
     import torch
 
     if flag is not None:

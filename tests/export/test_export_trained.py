@@ -4,9 +4,9 @@ ONNX Runtime predictor. Both run the same deploy graph, so AP must agree to 3 de
 counts must match (contracts.md section 3; issue 5).
 
 Random weights detect nothing above the 0.1 score threshold, so parity on them says little; a short training run
-gives real, varied detections. 150 iterations from scratch give a low AP (~4e-4), so the AP comparison alone would
-be weak: the per-image scores, labels and mask pixel counts are compared as well. Marked slow (5.5 min measured
-with 1 thread on a loaded 2-core CPU, ~85 % of it training): run with ``--runslow``.
+gives real, varied detections. 150 iterations from scratch give a low AP (7e-4), so the AP comparison alone would
+be weak: the per-image scores, labels and mask pixel counts are compared as well. Marked slow (2.8 min measured
+with 1 thread on a 2-core CPU shared with another job, ~85 % of it training): run with ``--runslow``.
 """
 from __future__ import annotations
 
