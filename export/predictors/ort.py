@@ -68,7 +68,8 @@ class OrtPredictor(StaticGraphPredictor):
     Args:
         model_path: ``.onnx`` written by ``lapmask export``.
         resize: official test-time resize (shortest edge to the preset's test size); False = native size.
-        device: "cpu", "cuda" or "cuda:N" (CUDAExecutionProvider on GPU N); threads: intra-op threads (None = ORT default).
+        device: "cpu", "cuda" or "cuda:N" (CUDAExecutionProvider on GPU N).
+        threads: intra-op threads (None = ORT default).
     """
 
     def __init__(self, model_path: str | Path, resize: bool = True, device: str = "cpu",

@@ -245,9 +245,10 @@ def run(args: argparse.Namespace) -> int:
         trainer.callbacks.append(_MidEval(args.eval_points, train_s, mid_images))
     if governed:
         trainer.callbacks.append(_ThreadGovernor(say=say))
+    precision = f"mixed precision {str(amp_dtype(device)).split('.')[1]}" if trainer.amp else "float32"
     say(f"training {cfg.name} for {train_s / 60:.1f} min (batch {batch}, {cfg.solver.optimizer} lr "
-        f"{cfg.solver.base_lr:g}, {'mixed precision ' + str(amp_dtype(device)).split('.')[1] if trainer.amp else 'float32'}, "
-        f"sizes {list(cfg.input.min_size_train)}); final evaluation ~{final_eval:.0f} s")
+        f"{cfg.solver.base_lr:g}, {precision}, sizes {list(cfg.input.min_size_train)}); "
+        f"final evaluation ~{final_eval:.0f} s")
     result = trainer.train()
 
     t_eval = time.perf_counter()

@@ -8,7 +8,7 @@ import pytest
 from export_testlib import check_form, plugins_available
 
 
-def test_plugins_matches_pytorch_at_two_sizes(exports, references, lite):
+def test_plugins_matches_pytorch_at_two_sizes(kernels_lib, exports, references, lite):
     reason = plugins_available()
     if reason:
         pytest.skip(reason)

@@ -67,7 +67,7 @@ def test_contract_audit_catches_deviations():
 
 
 @pytest.fixture(scope="module")
-def custom_ops():
+def custom_ops(kernels_lib):
     reason = plugins_available()
     if reason:
         pytest.skip(reason)
