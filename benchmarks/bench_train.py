@@ -6,7 +6,7 @@ data loading, target assignment, losses, backward, gradient clamp and the optimi
 rest give images/s = batch / median. Images are the embedded synthetic set (256 px), resized by each preset's own
 training transform (R50_3x: shortest edge 640..800), so the per-image cost is the preset's real one.
 
-    python benchmarks/bench_train.py --out benchmarks/results/train_cpu.json
+    python benchmarks/bench_train.py --amp --out benchmarks/results/train_cpu.json   # fp32 and bf16 rows
     python benchmarks/bench_train.py --presets lite_R18 --iters 30 --threads 2
 """
 from __future__ import annotations
@@ -46,8 +46,7 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
                                          is_train=True)
     with tempfile.TemporaryDirectory() as out:
         opts = TrainOptions(out_dir=Path(out), max_iter=warmup + iters, ims_per_batch=batch, num_workers=1, seed=0,
-                            amp=amp,
-                            checkpoint_period=0, log_period=1, progress=False, keep_checkpoints=1)
+                            amp=amp, checkpoint_period=0, log_period=1, progress=False, keep_checkpoints=1)
         t0 = time.perf_counter()
         Trainer(cfg, ds, opts, DistInfo(device=torch.device("cpu"))).train()
         wall = time.perf_counter() - t0
