@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
     ``amp``: bfloat16 autocast on CPU (``lapmask.engine.trainer.amp_dtype``), as ``lapmask demo`` trains."""
     import torch
 
+    from export.bench.stats import summarize
     from lapmask.config import get_preset
     from lapmask.data.coco import CocoInstanceDataset
     from lapmask.engine.distributed import DistInfo
@@ -51,10 +51,10 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
         Trainer(cfg, ds, opts, DistInfo(device=torch.device("cpu"))).train()
         wall = time.perf_counter() - t0
         rows = [r for r in read_jsonl(Path(out) / "metrics.jsonl") if "time_per_iter_s" in r]
-    times = [r["time_per_iter_s"] for r in rows[warmup:]]
-    med = statistics.median(times)
-    return {"preset": preset, "batch": batch, "threads": threads, "amp": amp, "timed_iterations": len(times),
-            "median_s_per_iter": med, "min_s_per_iter": min(times), "max_s_per_iter": max(times),
+    st = summarize([r["time_per_iter_s"] for r in rows[warmup:]])  # the harness's statistics (p50 = median)
+    med = st["p50"]
+    return {"preset": preset, "batch": batch, "threads": threads, "amp": amp, "timed_iterations": st["n"],
+            "median_s_per_iter": med, "min_s_per_iter": st["min"], "max_s_per_iter": st["max"],
             "images_per_s": batch / med, "train_sizes": list(cfg.input.min_size_train), "wall_s": wall}
 
 

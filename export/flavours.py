@@ -60,24 +60,25 @@ def _optional_absent(g: torch.Graph) -> torch.Value:
     return n
 
 
-class _DeformConvOnnx(torch.autograd.Function):
-    """Modulated deformable conv; eager = the grid-sample fast path, exported = ONNX ``DeformConv`` (opset 19)."""
+class _DeformConvFunction(torch.autograd.Function):
+    """Modulated deformable conv whose eager forward is ``modulated_deform_conv`` (the eager default method);
+    subclasses only choose the ONNX node it exports as (``symbolic``)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
         return modulated_deform_conv(x, weight, offset, mask)
+
+
+class _DeformConvOnnx(_DeformConvFunction):
+    """Exported as ONNX ``DeformConv`` (opset 19)."""
 
     @staticmethod
     def symbolic(g, x, weight, offset, mask):
         return g.op("DeformConv", x, weight, offset, _optional_absent(g), mask, **_deform_attrs())
 
 
-class _DynamicDeformConvPlugin(torch.autograd.Function):
-    """Same computation, exported as ``lapmask::DynamicDeformConv`` (OPS.md; inputs X, W, offset, B?, mask)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
-        return modulated_deform_conv(x, weight, offset, mask)
+class _DynamicDeformConvPlugin(_DeformConvFunction):
+    """Exported as ``lapmask::DynamicDeformConv`` (OPS.md; inputs X, W, offset, B?, mask)."""
 
     @staticmethod
     def symbolic(g, x, weight, offset, mask):

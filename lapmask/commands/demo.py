@@ -64,11 +64,9 @@ def use_amp(flag: bool | None, device) -> bool:
     """``--amp``/``--no-amp`` as given; by default on where mixed precision is native (CUDA, or a CPU whose
     oneDNN runs bfloat16; measured here: network forward + backward 1.6x faster, whole training step 1.26x,
     loss curve unchanged -- see ``trainer.amp_dtype``)."""
-    import torch
+    from lapmask.engine.trainer import native_amp
 
-    if flag is not None:
-        return flag
-    return device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return flag if flag is not None else native_amp(device)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

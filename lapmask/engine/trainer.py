@@ -137,6 +137,11 @@ def prepare_batch(batch: Sequence[dict], model: nn.Module, cfg: LapMaskConfig, d
     return x, targets
 
 
+def native_amp(device: torch.device) -> bool:
+    """True where mixed precision runs natively: CUDA, or a CPU whose oneDNN has bfloat16 kernels."""
+    return device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def amp_dtype(device: torch.device) -> torch.dtype:
     """The autocast dtype for ``device``: float16 on CUDA (with a GradScaler), bfloat16 on CPU.
 
@@ -147,7 +152,7 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.float16
     if device.type == "cpu":
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if not native_amp(device):
             raise ValueError("mixed precision on CPU (bfloat16) needs a CPU with native bf16 (AVX512-BF16 or AMX); "
                              "this one has none: train in float32 (leave --amp off)")
         return torch.bfloat16
