@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,40 +23,6 @@ from lapmask.commands.common import add_debug
 # The demo trains with the preset's own recipe (lite_R18: AdamW 1e-3, batch 8, sizes 192-256, trainable BN; see
 # lapmask/config.py ``_lite`` for the measurements behind it). Only the schedule differs: it is defined on
 # wall-clock time (module docstring). The flags below override the preset's values.
-
-
-def auto_threads(current: int | None = None) -> int:
-    """Threads for this process: the CPUs minus those other processes keep busy (1-minute load average), >= 1.
-
-    ``current``: threads this process runs now (they count in the load average). Measured on the shared 2-core
-    CPU (lite head, 192 px, batch 8): idle machine, 2 threads 12.4 images/s vs 1 thread 7.3; with one core busy
-    elsewhere, 2 threads 3.9 images/s vs 1 thread 7.2 (OpenMP threads wait for the one sharing a core)."""
-    cpus = os.cpu_count() or 1
-    try:
-        others = os.getloadavg()[0] - (current or 0)
-    except OSError:  # not available on this platform
-        others = 0.0
-    return max(1, min(cpus, cpus - round(max(others, 0.0))))
-
-
-class _ThreadGovernor:
-    """Callback: every ``period_s`` of training, re-pick the thread count as the machine's load changes."""
-
-    def __init__(self, period_s: float = 30.0, say=None) -> None:
-        self.period_s, self.next_s, self.say = period_s, period_s, say
-
-    def __call__(self, trainer) -> None:
-        import torch
-
-        if trainer.train_seconds() < self.next_s:
-            return
-        self.next_s = trainer.train_seconds() + self.period_s
-        cur = torch.get_num_threads()
-        want = auto_threads(cur)
-        if want != cur:
-            torch.set_num_threads(want)
-            if self.say:
-                self.say(f"[iteration {trainer.iter}] load changed: {cur} -> {want} threads")
 
 
 def use_amp(flag: bool | None, device) -> bool:
@@ -91,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "with AVX512-BF16/AMX)")
     amp.add_argument("--no-amp", dest="amp", action="store_false", help="train in float32")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores not busy with "
-                   "other processes, from the load average, re-checked every 30 s)")
+                   "other processes, re-checked every 30 s)")
     p.add_argument("--eval-points", type=int, default=2, help="quick evaluations during training (AP curve)")
     p.add_argument("--vis", type=int, default=6, help="val images to draw overlays for (default 6)")
     p.add_argument("--vis-score", type=float, default=0.3, help="draw instances scoring at least this (default 0.3)")
@@ -204,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lapmask.data.coco import CocoInstanceDataset
     from lapmask.data.synth import ensure_synthetic
+    from lapmask.engine.cpu_threads import ThreadGovernor, auto_threads
     from lapmask.engine.distributed import DistInfo, resolve_device
     from lapmask.engine.evaluator import format_table
     from lapmask.engine.inference_loop import SplitPaths, evaluate_predictor
@@ -242,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_points > 0:
         trainer.callbacks.append(_MidEval(args.eval_points, train_s, mid_images))
     if governed:
-        trainer.callbacks.append(_ThreadGovernor(say=say))
+        trainer.callbacks.append(ThreadGovernor(say=say))
     precision = f"mixed precision {str(amp_dtype(device)).split('.')[1]}" if trainer.amp else "float32"
     say(f"training {cfg.name} for {train_s / 60:.1f} min (batch {batch}, {cfg.solver.optimizer} lr "
         f"{cfg.solver.base_lr:g}, {precision}, sizes {list(cfg.input.min_size_train)}); "

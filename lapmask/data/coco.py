@@ -251,7 +251,8 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         hflip: flip with p = 0.5 (default: ``is_train``).
         filter_empty: drop images without annotations (default: ``is_train``, detectron2's behaviour).
     Keys: ``dataset[i]`` (fresh randomness) or ``dataset[(i, seed)]`` (augmentation a pure function of seed; the
-    training sampler passes these). A training image that fails to decode is replaced by another one (counted in
+    training sampler passes these), or ``dataset[(i, seed, size_seed)]`` (the short side drawn from ``size_seed``,
+    shared by a whole batch when ``InputConfig.size_per_batch``). A training image that fails to decode is replaced by another one (counted in
     ``num_load_failures``, warned once per file); at test time the item is None (``trivial_collate`` drops it).
     """
 
@@ -292,9 +293,13 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         """``int64 [len]``: 0 if width > height else 1 (detectron2 ``AspectRatioGroupedDataset`` buckets)."""
         return np.where(self.widths > self.heights, 0, 1).astype(np.int64)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
-        idx, seed = key if isinstance(key, tuple) else (key, None)
+    def __getitem__(self, key: int | tuple[int, int] | tuple[int, int, int]) -> dict | None:
+        if isinstance(key, tuple):
+            idx, seed, size_seed = key if len(key) == 3 else (*key, None)
+        else:
+            idx, seed, size_seed = key, None, None
         rng = np.random.default_rng(seed)
+        size_rng = None if size_seed is None else np.random.default_rng(size_seed)
         idx = int(idx)
         for _ in range(self.max_retries):
             rec = self._records[idx]
@@ -306,7 +311,7 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
                     return None
                 idx = self._fallback_index(rng)
                 continue
-            return self.map_record(rec, image, rng)
+            return self.map_record(rec, image, rng, size_rng)
         raise RuntimeError(f"{self.max_retries} images in a row failed to load (last: {rec['file_name']}); "
                            "check the image folder")
 
@@ -325,10 +330,12 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
             if i not in self._bad:
                 return i
 
-    def map_record(self, rec: dict, image: np.ndarray, rng: np.random.Generator) -> dict:
-        """Apply the mapping to one decoded record (``image``: uint8 [H, W, 3] BGR)."""
+    def map_record(self, rec: dict, image: np.ndarray, rng: np.random.Generator,
+                   size_rng: np.random.Generator | None = None) -> dict:
+        """Apply the mapping to one decoded record (``image``: uint8 [H, W, 3] BGR); ``size_rng`` (optional)
+        draws the training short side (one per batch), ``rng`` everything else."""
         h0, w0 = image.shape[:2]
-        tfm = apply_augmentations(self.augmentations, h0, w0, rng)
+        tfm = apply_augmentations(self.augmentations, h0, w0, rng, size_rng)
         img = tfm.apply_image(image)
         h, w = img.shape[:2]
         annos = rec["annos"]

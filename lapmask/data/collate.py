@@ -27,6 +27,11 @@ def sample_seed(seed: int, position: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(position)]).generate_state(1, np.uint64)[0])
 
 
+def batch_seed(seed: int, iteration: int) -> int:
+    """Seed of the short-side draw shared by the batch of ``iteration`` (the same on every rank; 64-bit)."""
+    return int(np.random.SeedSequence([int(seed), int(iteration), 1]).generate_state(1, np.uint64)[0])
+
+
 def dist_rank_world(distributed: bool | None) -> tuple[int, int]:
     """(rank, world size). ``None`` = use torch.distributed when it is initialised; True requires it."""
     ready = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -85,20 +90,32 @@ class InfiniteBatchSampler(Sampler):
     With ``group_ids`` (one int per dataset item, e.g. landscape 0 / portrait 1) a batch holds one group only,
     emitted when its bucket fills (detectron2 ``AspectRatioGroupedDataset``); resuming then replays the integer
     stream from the start (cheap: no images are read). Without grouping, resuming is O(1).
+    With ``size_per_batch`` every item is ``(index, seed, batch_seed(seed, iteration))``: the dataset draws the
+    short side of all images of the batch from that one seed (``InputConfig.size_per_batch``).
     """
 
     def __init__(self, size: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 start_iter: int = 0, group_ids: Sequence[int] | np.ndarray | None = None, shuffle: bool = True):
+                 start_iter: int = 0, group_ids: Sequence[int] | np.ndarray | None = None, shuffle: bool = True,
+                 size_per_batch: bool = False):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.size, self.batch_size, self.seed, self.shuffle = size, batch_size, seed, shuffle
+        self.size_per_batch = size_per_batch
         self.rank, self.world_size, self.start_iter = rank, world_size, int(start_iter)
         g = None if group_ids is None else np.asarray(group_ids)
         if g is not None and len(g) != size:
             raise ValueError(f"{len(g)} group ids for a dataset of {size}")
         self.group_ids = None if g is None or len(np.unique(g)) <= 1 else g  # one group = plain chunking
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
+        for iteration, batch in enumerate(self._batches(), start=self.start_iter):
+            if self.size_per_batch:
+                b = batch_seed(self.seed, iteration)
+                batch = [(i, s, b) for i, s in batch]
+            yield batch
+
+    def _batches(self) -> Iterator[list[tuple[int, int]]]:
+        """``(index, seed)`` batches from iteration ``start_iter`` on."""
         if self.group_ids is None:
             stream = iter(TrainingSampler(self.size, self.seed, self.shuffle, self.rank, self.world_size,
                                           start=self.start_iter * self.batch_size))
@@ -145,7 +162,7 @@ def _worker_init(worker_id: int) -> None:
 
 def build_train_loader(dataset: Any, batch_size: int, num_workers: int = 0, seed: int = 0,
                        distributed: bool | None = None, start_iter: int = 0,
-                       aspect_ratio_grouping: bool = True) -> DataLoader:
+                       aspect_ratio_grouping: bool = True, size_per_batch: bool = False) -> DataLoader:
     """Infinite training loader yielding lists of items (this rank's share of the batch).
 
     Args:
@@ -155,12 +172,14 @@ def build_train_loader(dataset: Any, batch_size: int, num_workers: int = 0, seed
         distributed: shard by torch.distributed rank (None = when it is initialised).
         start_iter: resume: the first batch is the one iteration ``start_iter`` would have seen.
         aspect_ratio_grouping: batches hold only landscape or only portrait images (detectron2 default).
+        size_per_batch: one training short side per batch instead of per image (``InputConfig.size_per_batch``).
     """
     rank, world = dist_rank_world(distributed)
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} is not divisible by the world size {world}")
     groups = dataset.aspect_groups() if aspect_ratio_grouping and hasattr(dataset, "aspect_groups") else None
-    bsampler = InfiniteBatchSampler(len(dataset), batch_size // world, seed, rank, world, start_iter, groups)
+    bsampler = InfiniteBatchSampler(len(dataset), batch_size // world, seed, rank, world, start_iter, groups,
+                                    size_per_batch=size_per_batch)
     # No persistent workers: the infinite sampler means one iterator per run anyway, and a loader that keeps its
     # iterator alive keeps its worker processes alive after an interrupted run (they hung interpreter exit).
     return DataLoader(dataset, batch_sampler=bsampler, num_workers=num_workers, collate_fn=trivial_collate,

@@ -177,11 +177,16 @@ def build_augmentation(min_sizes: Sequence[int] | int | None, max_size: int | No
     return augs
 
 
-def apply_augmentations(augs: Sequence[Augmentation], h: int, w: int, rng: np.random.Generator) -> TransformList:
-    """Draw each augmentation's transform in order, each seeing the size produced by the previous ones."""
+def apply_augmentations(augs: Sequence[Augmentation], h: int, w: int, rng: np.random.Generator,
+                        size_rng: np.random.Generator | None = None) -> TransformList:
+    """Draw each augmentation's transform in order, each seeing the size produced by the previous ones.
+
+    ``size_rng``: draws the resize's short side instead of ``rng`` (one size per batch: every image of the batch
+    gets the same generator state, see ``InputConfig.size_per_batch``); the flip still draws from ``rng``."""
     out: list[Transform] = []
     for a in augs:
-        ts = a.get_transform(h, w, rng)
+        use = size_rng if size_rng is not None and isinstance(a, ResizeShortestEdge) else rng
+        ts = a.get_transform(h, w, use)
         for t in ts:
             if isinstance(t, ResizeTransform):
                 h, w = t.new_h, t.new_w

@@ -5,7 +5,8 @@
   the same decay (WEIGHT_DECAY_BIAS None = WEIGHT_DECAY). Frozen parameters (``requires_grad`` False) are left
   out, shared parameters are listed once (detectron2 ``get_default_optimizer_params`` + ``reduce_param_groups``).
 * AdamW (Swin configs, ``build_optimizer_AdamW`` of the official ``tools/train_net.py``): lr = BASE_LR,
-  weight decay **hard-coded 0.01** (the yaml's WEIGHT_DECAY is not passed), **eps 1e-3**, norm decay 0.
+  weight decay **hard-coded 0.01** (the yaml's WEIGHT_DECAY is not passed), **eps 1e-3** (``solver.adamw_eps``,
+  official value by default), norm decay 0.
 * ``WarmupMultiStepLR``: lr(i) = base_lr * warm(i) * gamma ** #{s in steps: s <= i}, with the linear warm-up
   warm(i) = f + (1 - f) * i / warmup_iters for i < warmup_iters (f = warmup_factor = 0.001), 1 afterwards.
   Steps beyond max_iter are ignored, as detectron2 does.
@@ -28,7 +29,7 @@ from lapmask.config import LapMaskConfig, SolverConfig
 logger = logging.getLogger(__name__)
 
 ADAMW_WEIGHT_DECAY = 0.01  # hard-coded in the official build_optimizer_AdamW (spec 5.4)
-ADAMW_EPS = 1e-3
+ADAMW_EPS = 1e-3  # also hard-coded there; SolverConfig.adamw_eps defaults to it
 
 NORM_TYPES: tuple[type, ...] = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
@@ -84,7 +85,8 @@ def build_optimizer(model: nn.Module, cfg: LapMaskConfig | SolverConfig) -> torc
     if opt in ("ADAMW", "ADAM"):
         # Official: the groups carry only the norm override; everything else takes AdamW's own default 0.01.
         groups = param_groups(model, ADAMW_WEIGHT_DECAY, s.weight_decay_norm, s.base_lr)
-        return torch.optim.AdamW(_strip_names(groups), lr=s.base_lr, weight_decay=ADAMW_WEIGHT_DECAY, eps=ADAMW_EPS)
+        return torch.optim.AdamW(_strip_names(groups), lr=s.base_lr, weight_decay=ADAMW_WEIGHT_DECAY,
+                                 eps=s.adamw_eps)
     raise ValueError(f"solver.optimizer {s.optimizer!r} is not supported; use 'SGD' or 'ADAMW'")
 
 
@@ -155,12 +157,32 @@ class WarmupMultiStepLR(LRScheduler):
         return [base * f for base in self.base_lrs]
 
 
+class WarmupLinearLR(WarmupMultiStepLR):
+    """lr(i) = base_lr * warm(i) * max(0, 1 - i / max_iter): the same warm-up, then a straight line to 0 at
+    ``max_iter`` (no milestones; ``steps`` is ignored).
+
+    Not in the official configs: it is the schedule for a fixed compute budget (Li, Yumer & Ramanan, "Budgeted
+    Training", ICLR 2020: linear decay to 0 beats step decay when training is short). Time-budget runs move
+    ``max_iter`` with ``set_schedule`` as the measured speed changes, so the line ends when the time does.
+    """
+
+    def factor(self, it: int) -> float:
+        f = warmup_multistep_factor(it, (), 1.0, self.warmup_iters, self.warmup_factor)
+        return f * max(0.0, 1.0 - it / self.max_iter) if self.max_iter else f
+
+
+LR_SCHEDULERS = {"WarmupMultiStepLR": WarmupMultiStepLR, "WarmupLinearLR": WarmupLinearLR}
+
+
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: LapMaskConfig | SolverConfig,
                        max_iter: int | None = None) -> WarmupMultiStepLR:
-    """WarmupMultiStepLR from ``cfg.solver`` (``max_iter`` overrides the config's)."""
+    """``cfg.solver.lr_scheduler`` (WarmupMultiStepLR, or WarmupLinearLR) from ``cfg.solver``; ``max_iter``
+    overrides the config's."""
     s = cfg.solver if isinstance(cfg, LapMaskConfig) else cfg
-    return WarmupMultiStepLR(optimizer, s.steps, s.gamma, s.warmup_iters, s.warmup_factor,
-                             s.max_iter if max_iter is None else max_iter)
+    if s.lr_scheduler not in LR_SCHEDULERS:
+        raise ValueError(f"solver.lr_scheduler {s.lr_scheduler!r} is not supported; use one of {list(LR_SCHEDULERS)}")
+    return LR_SCHEDULERS[s.lr_scheduler](optimizer, s.steps, s.gamma, s.warmup_iters, s.warmup_factor,
+                                         s.max_iter if max_iter is None else max_iter)
 
 
 def clamp_gradients(parameters: Iterable[nn.Parameter], clip_value: float) -> None:

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from lapmask.config import LapMaskConfig
 from lapmask.engine import distributed as du
 from lapmask.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
-from lapmask.engine.optim import build_lr_scheduler, build_optimizer, clamp_gradients, optimizer_parameters
+from lapmask.engine.optim import (WarmupLinearLR, build_lr_scheduler, build_optimizer, clamp_gradients,
+                                  optimizer_parameters)
 from lapmask.engine.progress import MetricsLog, ProgressBar
 
 LAST_CHECKPOINT = "last_checkpoint"  # text file naming the newest resumable checkpoint (detectron2 convention)
@@ -349,7 +350,8 @@ class Trainer:
                                              resume_from=self.iter if self.opts.resume else None)
         loader = build_train_loader(self.dataset, self.ims_per_batch, self.opts.num_workers, self.opts.seed,
                                     distributed=self.info.distributed, start_iter=self.iter,
-                                    aspect_ratio_grouping=self.opts.aspect_ratio_grouping)
+                                    aspect_ratio_grouping=self.opts.aspect_ratio_grouping,
+                                    size_per_batch=self.cfg.input.size_per_batch)
         loader.worker_init_fn = functools.partial(_worker_ignore_signals, loader.worker_init_fn)
         bar = ProgressBar(self.max_iter, self.iter, enabled=main and self.opts.progress)
         self._start_iter = start_iter = self.iter
@@ -418,21 +420,26 @@ class Trainer:
             self.evaluate(log)
 
     def _time_schedule(self, bar: ProgressBar) -> None:
-        """Time-budget runs: lr steps when the used fraction of the budget crosses ``time_steps``; the expected
-        number of iterations (progress bar total) follows the measured speed."""
+        """Time-budget runs: the expected number of iterations (progress bar total) follows the measured speed.
+        WarmupMultiStepLR: lr steps when the used fraction of the budget crosses ``time_steps``.
+        WarmupLinearLR: the line ends at the expected last iteration (re-estimated every iteration)."""
         budget = self.opts.time_budget_s
         if budget is None:
             return
         used = self.train_seconds()
+        per_iter = (used - self._time_offset) / max(self.iter - self._start_iter, 1)
+        est = min(self.max_iter, self.iter + int(max(budget - used, 0.0) / max(per_iter, 1e-6)))  # last iteration
+        bar.set_total(max(est, self.iter + 1))
+        if isinstance(self.scheduler, WarmupLinearLR):
+            # every rank must use the same lr: the ranks' estimates are averaged
+            self.scheduler.set_schedule(round(du.all_reduce_mean({"est": est})["est"]), ())
+            return
         # any rank past a mark steps every rank (each rank has its own clock; the lr must stay identical)
         done = sum(du.any_flags([used >= t * budget for t in self.opts.time_steps]))
         if done > self._time_steps_done:
             new = [self.iter] * (done - self._time_steps_done)
             self.scheduler.set_schedule(self.max_iter, sorted(list(self.scheduler.steps) + new))
             self._time_steps_done = done
-        per_iter = (time.perf_counter() - self._t_start) / max(self.iter - self._start_iter, 1)
-        est = self.iter + int(max(budget - used, 0.0) / max(per_iter, 1e-6))
-        bar.set_total(min(self.max_iter, max(est, self.iter + 1)))
 
     def _log(self, log: MetricsLog) -> None:
         win = self._window

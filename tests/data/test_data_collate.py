@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lapmask.data.coco import CocoInstanceDataset
-from lapmask.data.collate import (InferenceSampler, InfiniteBatchSampler, TrainingSampler, build_test_loader,
-                                  build_train_loader, trivial_collate)
+from lapmask.data.collate import (InferenceSampler, InfiniteBatchSampler, TrainingSampler, batch_seed,
+                                  build_test_loader, build_train_loader, trivial_collate)
 
 
 def _take(it, n):
@@ -63,6 +63,37 @@ def test_batch_sampler_per_rank():
     s1 = {s for b in b1 for _, s in b}
     assert not s0 & s1  # different stream positions
     assert b0 != b1
+
+
+@pytest.mark.parametrize("groups", [None, np.array([0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0])])
+def test_batch_sampler_size_per_batch(groups):
+    """One size seed per batch, a function of (seed, iteration) only: shared by the ranks, stable on resume,
+    and the (index, seed) pairs are those of the per-image sampler."""
+    plain = _take(InfiniteBatchSampler(11, 3, seed=5, group_ids=groups), 12)
+    per_batch = _take(InfiniteBatchSampler(11, 3, seed=5, group_ids=groups, size_per_batch=True), 12)
+    for it, (a, b) in enumerate(zip(plain, per_batch)):
+        assert [(i, s) for i, s, _ in b] == a
+        assert {z for _, _, z in b} == {batch_seed(5, it)}
+    assert len({b[0][2] for b in per_batch}) == 12  # a new draw every iteration
+    assert _take(InfiniteBatchSampler(11, 3, seed=5, group_ids=groups, size_per_batch=True, start_iter=7), 5) \
+        == per_batch[7:12]
+    ranks = [_take(InfiniteBatchSampler(12, 2, seed=0, rank=r, world_size=2, group_ids=groups if groups is None
+                                        else np.resize(groups, 12), size_per_batch=True), 6) for r in range(2)]
+    assert [b[0][2] for b in ranks[0]] == [b[0][2] for b in ranks[1]]  # every rank trains at the same size
+
+
+def test_train_loader_size_per_batch(make_coco, h):
+    """Per-image draws mix short sides inside a batch (padding to the largest); per-batch draws never do, and
+    over the batches every size still occurs."""
+    ds = _dataset(make_coco, h, n=8)
+
+    def short_sides(loader) -> list[set[int]]:
+        return [{min(d["image"].shape[1:]) for d in b} for b in _take(loader, 12)]
+
+    assert any(len(s) > 1 for s in short_sides(build_train_loader(ds, 4, seed=3, aspect_ratio_grouping=False)))
+    per_batch = short_sides(build_train_loader(ds, 4, seed=3, aspect_ratio_grouping=False, size_per_batch=True))
+    assert all(len(s) == 1 for s in per_batch)
+    assert set().union(*per_batch) == {12, 16}
 
 
 def test_inference_sampler_shards():

@@ -12,6 +12,7 @@ from lapmask.config import get_preset
 from lapmask.engine.optim import (
     ADAMW_EPS,
     ADAMW_WEIGHT_DECAY,
+    WarmupLinearLR,
     WarmupMultiStepLR,
     build_lr_scheduler,
     build_optimizer,
@@ -75,6 +76,8 @@ def test_adamw_official_settings():
         assert g["eps"] == ADAMW_EPS == 1e-3 and g["lr"] == 1e-4
         for p in g["params"]:
             assert g["weight_decay"] == (0.0 if id(p) in norm_ids else ADAMW_WEIGHT_DECAY)
+    other = cfg.replace(solver=dataclasses.replace(cfg.solver, adamw_eps=1e-8))
+    assert {g["eps"] for g in build_optimizer(model, other).param_groups} == {1e-8}
     with pytest.raises(ValueError, match="SGD"):
         build_optimizer(model, tiny_config(optimizer="LAMB"))
 
@@ -118,12 +121,29 @@ def test_scheduler_state_roundtrip_and_set_schedule():
         b.set_schedule(20, [9, 5])
 
 
+def test_warmup_linear_values_by_hand():
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.02)
+    sched = WarmupLinearLR(opt, steps=(5,), warmup_iters=10, warmup_factor=0.001, max_iter=40)
+    lrs = _lrs(sched, 41)
+    hand = {0: 0.02 * 0.001, 5: 0.02 * (0.001 * 0.5 + 0.5) * (1 - 5 / 40), 10: 0.02 * 0.75, 20: 0.01,
+            39: 0.02 / 40, 40: 0.0}  # steps are ignored
+    for it, lr in hand.items():
+        assert lrs[it] == pytest.approx(lr, rel=1e-12, abs=1e-15), it
+    sched.set_schedule(80, ())  # a longer horizon re-aims the line from the current iteration on
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.02 * (1 - 41 / 80))
+
+
 def test_build_lr_scheduler_from_config():
     cfg = get_preset("R50_3x")
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.solver.base_lr)
     sched = build_lr_scheduler(opt, cfg)
     assert sched.steps == [420_000, 500_000] and sched.warmup_iters == 500 and sched.warmup_factor == 0.001
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005 * 0.001)
+    lin = cfg.replace(solver=dataclasses.replace(cfg.solver, lr_scheduler="WarmupLinearLR"))
+    assert type(build_lr_scheduler(opt, lin)) is WarmupLinearLR
+    with pytest.raises(ValueError, match="WarmupLinearLR"):
+        build_lr_scheduler(opt, cfg.replace(solver=dataclasses.replace(cfg.solver, lr_scheduler="Cosine")))
 
 
 def test_clamp_by_value_elementwise():

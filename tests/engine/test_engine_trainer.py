@@ -1,6 +1,7 @@
 """Trainer: smoke training, exact resume, Ctrl-C / SIGTERM checkpoints, logs, batch canvas."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -195,3 +196,18 @@ def test_time_budget_places_lr_steps_and_stops(tmp_path, train_dataset):
     # lrs[i] is the lr for iteration i + 1 (read after iteration i's scheduler step)
     assert lrs[6] == pytest.approx(base) and lrs[7] == pytest.approx(base * 0.1) and lrs[8] == pytest.approx(base * 0.01)
     assert load_checkpoint(tmp_path / "model_final.pth")["trainer"]["time_steps_done"] == 2
+
+
+def test_time_budget_linear_schedule_ends_at_zero(tmp_path, train_dataset):
+    """WarmupLinearLR on a time budget: the line is re-aimed at the expected last iteration, so the lr reaches
+    0 exactly when the time is used up."""
+    cfg = tiny_config(max_iter=1000, warmup_iters=0)
+    cfg = cfg.replace(solver=dataclasses.replace(cfg.solver, lr_scheduler="WarmupLinearLR"))
+    lrs: list[float] = []
+    tr = Trainer(cfg, train_dataset(cfg), _opts(tmp_path, time_budget_s=10.0),
+                 callbacks=[lambda t: lrs.append(t.optimizer.param_groups[0]["lr"])])
+    tr.train_seconds = lambda: float(tr.iter)  # one "second" per iteration: 10 iterations expected
+    assert tr.train().iterations == 10
+    base = cfg.solver.base_lr
+    assert lrs == pytest.approx([base * (1 - (i + 1) / 10) for i in range(10)], abs=1e-12)
+    assert tr.scheduler.max_iter == 10
