@@ -7,7 +7,9 @@ plot and a summary -- no downloads, CPU only by default.
 Time budget (``--minutes``, whole command): data generation and a measured estimate of the final evaluation are
 taken off first; training gets the rest. The learning-rate schedule is defined on that time: linear warm-up over
 the first iterations, then x0.1 when 75 % and again when 90 % of the training time is used (the same shape as
-the official multi-step schedule). Two quick evaluations on a val subset during training give the AP curve.
+the official multi-step schedule; a config with ``solver.lr_scheduler "WarmupLinearLR"`` decays linearly to 0 at
+the end of the time instead). Two quick evaluations on a val subset during training give the AP curve.
+Threads: the CPUs not busy with other processes (``lapmask.engine.cpu_threads``), re-checked every 30 s.
 """
 from __future__ import annotations
 
