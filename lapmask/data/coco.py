@@ -252,8 +252,9 @@ class CocoInstanceDataset(torch.utils.data.Dataset):
         filter_empty: drop images without annotations (default: ``is_train``, detectron2's behaviour).
     Keys: ``dataset[i]`` (fresh randomness) or ``dataset[(i, seed)]`` (augmentation a pure function of seed; the
     training sampler passes these), or ``dataset[(i, seed, size_seed)]`` (the short side drawn from ``size_seed``,
-    shared by a whole batch when ``InputConfig.size_per_batch``). A training image that fails to decode is replaced by another one (counted in
-    ``num_load_failures``, warned once per file); at test time the item is None (``trivial_collate`` drops it).
+    shared by a whole batch when ``InputConfig.size_per_batch``). A training image that fails to decode is
+    replaced by another one (counted in ``num_load_failures``, warned once per file); at test time the item is None
+    (``trivial_collate`` drops it).
     """
 
     max_retries = 10
