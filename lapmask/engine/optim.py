@@ -29,7 +29,6 @@ from lapmask.config import LapMaskConfig, SolverConfig
 logger = logging.getLogger(__name__)
 
 ADAMW_WEIGHT_DECAY = 0.01  # hard-coded in the official build_optimizer_AdamW (spec 5.4)
-ADAMW_EPS = 1e-3  # also hard-coded there; SolverConfig.adamw_eps defaults to it
 
 NORM_TYPES: tuple[type, ...] = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,

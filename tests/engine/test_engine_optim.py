@@ -10,7 +10,6 @@ from torch import nn
 
 from lapmask.config import get_preset
 from lapmask.engine.optim import (
-    ADAMW_EPS,
     ADAMW_WEIGHT_DECAY,
     WarmupLinearLR,
     WarmupMultiStepLR,
@@ -73,7 +72,7 @@ def test_adamw_official_settings():
     assert isinstance(opt, torch.optim.AdamW)
     norm_ids = _norm_param_ids(model)
     for g in opt.param_groups:
-        assert g["eps"] == ADAMW_EPS == 1e-3 and g["lr"] == 1e-4
+        assert g["eps"] == cfg.solver.adamw_eps == 1e-3 and g["lr"] == 1e-4
         for p in g["params"]:
             assert g["weight_decay"] == (0.0 if id(p) in norm_ids else ADAMW_WEIGHT_DECAY)
     other = cfg.replace(solver=dataclasses.replace(cfg.solver, adamw_eps=1e-8))
