@@ -26,7 +26,8 @@ class BackboneConfig:
     freeze_at: int = 2  # detectron2 FREEZE_AT: stem and res2 frozen (0 = nothing frozen)
     deform_on_per_stage: tuple[bool, bool, bool, bool] = (False, False, False, False)  # res2..res5
     deform_modulated: bool = True
-    res2_out_channels: int = 256  # 64 for the BasicBlock ResNets (18/34)
+    res2_out_channels: int = 256  # 64 for the BasicBlock ResNets (18/34): equal to stem_out_channels there
+    stem_out_channels: int = 64  # detectron2 STEM_OUT_CHANNELS (the lite presets may narrow a BasicBlock ResNet)
     fpn_out_channels: int = 256
     p6: str = "maxpool"  # "maxpool" (detectron2 LastLevelMaxPool) | "conv" (adet LastLevelP6, VoVNet/Swin)
     # "FrozenBN" (official, spec 2.1) | "BN" | "GN": trainable norms for from-scratch training of the lite presets

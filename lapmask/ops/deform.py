@@ -158,5 +158,17 @@ def dynamic_deform_filter(feature: Tensor, offset_mask: Tensor, kernels: Tensor,
     """
     offset, mask = split_offset_mask(offset_mask)
     cols = deform_columns(feature, offset, mask, method=method)[0]  # [C*9, H*W]
-    H, W = feature.shape[-2:]
-    return (kernels.to(cols.dtype) @ cols).view(kernels.shape[0], H, W)
+    return filter_columns(cols, kernels, tuple(feature.shape[-2:]))
+
+
+def filter_columns(cols: Tensor, kernels: Tensor, hw: tuple[int, int]) -> Tensor:
+    """The dynamic filter's second half: per-instance responses from one image's sampled columns.
+
+    Args:
+        cols (Tensor[C*9, H*W]): ``deform_columns(...)[b]`` of the image.
+        kernels (Tensor[N, C*9]): per-instance 3x3 filters (row layout as ``dynamic_deform_filter``).
+        hw: (H, W) of the sampled feature.
+    Returns:
+        Tensor[N, H, W].
+    """
+    return (kernels.to(cols.dtype) @ cols).view(kernels.shape[0], *hw)

@@ -297,7 +297,8 @@ def test_dcn_offset_channel_layout() -> None:
 @pytest.mark.parametrize("bb,match", [
     (BackboneConfig(name="swin"), "unknown backbone.name"),
     (BackboneConfig(depth=77), "depth"),
-    (BackboneConfig(depth=18), "res2_out_channels=64"),
+    (BackboneConfig(depth=18), "res2_out_channels equal to backbone.stem_out_channels"),
+    (BackboneConfig(depth=18, res2_out_channels=32), "stem_out_channels \\(64\\)"),
     (BackboneConfig(depth=18, res2_out_channels=64, deform_on_per_stage=(False, True, False, False)), "deform"),
     (BackboneConfig(p6="avgpool"), "maxpool"),
     (BackboneConfig(name="vovnet", depth=58), "VoVNet depth"),
@@ -305,6 +306,43 @@ def test_dcn_offset_channel_layout() -> None:
 def test_bad_configs_raise(bb: BackboneConfig, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build_backbone(bb)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stem_channels_last_pool_equals_nchw_pool(dtype) -> None:
+    """The stem pools a channels-last copy on CPU; values and gradients equal the plain NCHW max-pool, with the
+    ties a ReLU makes (zeros) included."""
+    from lapmask.model.backbone.resnet import BasicStem
+
+    torch.manual_seed(0)
+    stem = BasicStem(3, 16).to(dtype)
+    stem.conv1.norm.bias.fill_(-1.0)  # most pre-activations negative: many all-zero (tied) pooling windows
+    x = torch.randn(2, 3, 32, 40, dtype=dtype)
+    a = x.clone().requires_grad_()
+    b = x.clone().requires_grad_()
+    out = stem(a)
+    ref = F.max_pool2d(F.relu(stem.conv1(b)), kernel_size=3, stride=2, padding=1)
+    assert out.is_contiguous() and torch.equal(out, ref)
+    assert (ref == 0).float().mean() > 0.2  # plenty of windows whose maximum is a tie of zeros
+    g = torch.randn_like(out)
+    out.backward(g)
+    ref.backward(g)
+    assert torch.equal(a.grad, b.grad)
+
+
+def test_narrow_basicblock_resnet() -> None:
+    """stem_out_channels = res2_out_channels = 32 halves every stage of a BasicBlock ResNet (the lite width
+    option); res2 still has no projection shortcut, later stages get one, and the strides are unchanged."""
+    from lapmask.model.backbone.resnet import ResNet
+
+    net = ResNet(depth=18, freeze_at=0, res2_out_channels=32, stem_out_channels=32)
+    assert net.out_channels == {"res2": 32, "res3": 64, "res4": 128, "res5": 256}
+    assert net.res2[0].shortcut is None and net.res3[0].shortcut is not None
+    out = net(torch.randn(1, 3, 64, 96))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"res2": (1, 32, 16, 24), "res3": (1, 64, 8, 12),
+                                                          "res4": (1, 128, 4, 6), "res5": (1, 256, 2, 3)}
+    full = ResNet(depth=18, freeze_at=0, res2_out_channels=64)
+    assert sum(p.numel() for p in full.parameters()) > 3.5 * sum(p.numel() for p in net.parameters())
 
 
 def test_dcn_block_trains() -> None:

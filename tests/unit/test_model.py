@@ -85,3 +85,25 @@ def test_r50_forward_800():
     assert [tuple(c.shape[-2:]) for c in out["cate"]] == [(s, s) for s in (52, 44, 36, 24, 16, 12)]
     assert out["kernel"][0].shape == (1, 3, 576, 52, 52)
     assert [tuple(f.shape) for f in out["mask_feats"]] == [(1, 64, 200, 200), (1, 64, 100, 100), (1, 64, 50, 50)]
+
+
+def test_ins_head_batches_levels_of_equal_grid_exactly():
+    """Levels sharing a grid size run through the towers as one batch; in float64 every level's outputs equal
+    the per-level computation (``forward_level``) exactly, for a rectangular input and a batch of 2."""
+    from lapmask.config import LapMaskConfig
+    from lapmask.model.lapmask import INSTANCE_IN_FEATURES, split_feats
+
+    torch.manual_seed(0)
+    cfg = LapMaskConfig.from_dict({"base": "lite_R18", "head": {"num_grids": [16, 16, 12, 12, 12, 6]}})
+    m = build_model(cfg).double().eval()
+    for p in m.ins_head.parameters():  # away from the init (zero-mean std 0.01 convs, constant biases)
+        p.data.add_(torch.randn_like(p) * 0.05)
+    with torch.no_grad():
+        f = m.backbone(torch.randn(2, 3, 96, 160, dtype=torch.float64))
+        feats = split_feats([f[k] for k in INSTANCE_IN_FEATURES])
+        cates, kernels = m.ins_head(feats)
+        for i, s in enumerate(cfg.head.num_grids):
+            c, ks = m.ins_head.forward_level(feats[i], s)
+            assert cates[i].shape == (2, 6, s, s) and kernels[i].shape == (2, 3, 144, s, s)
+            assert torch.equal(cates[i], c) and torch.equal(kernels[i], torch.stack(ks, dim=1))
+        assert cates[0].abs().max() > 0 and not torch.equal(cates[0], cates[1])  # levels really differ

@@ -15,7 +15,7 @@ def build_bottom_up(bb: BackboneConfig) -> tuple[nn.Module, tuple[str, ...]]:
     if bb.name == "resnet":
         body = ResNet(depth=bb.depth, stride_in_1x1=bb.stride_in_1x1, freeze_at=bb.freeze_at,
                       deform_on_per_stage=tuple(bb.deform_on_per_stage), deform_modulated=bb.deform_modulated,
-                      res2_out_channels=bb.res2_out_channels)
+                      res2_out_channels=bb.res2_out_channels, stem_out_channels=bb.stem_out_channels)
         return body, ("res2", "res3", "res4", "res5")
     if bb.name == "vovnet":
         if any(bb.deform_on_per_stage):

@@ -13,6 +13,7 @@ first 1x1 conv of a stage's block 0); ``False`` is torchvision's (stride in the 
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,6 +56,12 @@ class BasicStem(_Block):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu_(self.conv1(x))
+        # The same max-pool on a channels-last copy: a max is exact in any memory layout, and torch's CPU kernel
+        # for NCHW is slow at this size (measured, [8, 64, 112, 112] bf16, 2 threads: forward 33 ms vs 3 ms,
+        # forward + backward 40 ms vs 21 ms, both copies included). The result is contiguous again.
+        if x.device.type == "cpu":
+            pooled = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), kernel_size=3, stride=2, padding=1)
+            return pooled.contiguous()
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
@@ -157,9 +164,11 @@ class ResNet(nn.Module):
         if depth not in BLOCKS_PER_STAGE:
             raise ValueError(f"ResNet depth must be one of {sorted(BLOCKS_PER_STAGE)}, got {depth}")
         basic = depth < 50
-        if basic and res2_out_channels != 64:
-            raise ValueError(f"ResNet-{depth} (BasicBlock) needs backbone.res2_out_channels=64, "
-                             f"got {res2_out_channels}")
+        if basic and res2_out_channels != stem_out_channels:
+            # detectron2 asserts 64 == 64 here; a narrower BasicBlock ResNet (the lite presets' width option)
+            # keeps the same rule: res2 has no projection shortcut, so its width is the stem's.
+            raise ValueError(f"ResNet-{depth} (BasicBlock) needs backbone.res2_out_channels equal to "
+                             f"backbone.stem_out_channels ({stem_out_channels}), got {res2_out_channels}")
         if basic and any(deform_on_per_stage):
             raise ValueError(f"deformable stages are not supported for ResNet-{depth} (BasicBlock); "
                              "set backbone.deform_on_per_stage to all false")
