@@ -301,6 +301,33 @@ def _lite(depth: int) -> LapMaskConfig:
     )
 
 
+def _tiny_r18() -> LapMaskConfig:
+    """The demo's preset: ``lite_R18`` cut down to what reaches the highest mask AP in 15 minutes on a small CPU;
+    same architecture in kind. Deviation on purpose (not an official config).
+
+    Each cut, measured on the 2-core CPU (batch 8, bf16, 224 px, forward + backward, 2 threads):
+    - ResNet-18 at half width (``stem_out_channels`` 32: stages 32/64/128/256) and FPN 64: backbone + FPN
+      0.54 s -> 0.16-0.19 s;
+    - one grid size for the six instance levels, (12,) * 6: levels of equal grid share one pass through the
+      towers (``LapMaskInsHead.forward``), and on a CPU a tower pass costs about the same whatever the number of
+      cells: instance head 0.38-0.44 s (lite grids) -> 0.22 s (all 16) -> 0.17 s (all 12). A cell is then 16-21 px
+      at the 192-256 px training sizes;
+    - one instance conv (``num_instance_convs`` 1) and mask_channels 32: about -0.1 s.
+    A narrower model learns less per iteration, so the choice is by the demo itself (15 minutes, 2 data-parallel
+    processes, same machine; mask AP on the 200 val images): this preset 1,485 iterations, AP 20.7; the same with
+    the full-width ResNet-18 953, 17.1; lite_R18 with grids (16,) * 6, 668, 10.7; half-width ResNet-18 and
+    FPN 64 with lite's head (one process), 842, 15.5, and with grids (16,) * 6, 956, 17.7. AdamW lr 1e-3 stays
+    (training loss at 200 iterations: 1.36; lr 2e-3 1.41, 4e-3 1.55; 6e-4 slower from the start).
+    """
+    cfg = _lite(18)
+    return cfg.replace(
+        name="tiny_R18",
+        backbone=dataclasses.replace(cfg.backbone, stem_out_channels=32, res2_out_channels=32, fpn_out_channels=64),
+        head=dataclasses.replace(cfg.head, instance_in_channels=64, mask_in_channels=64, mask_channels=32,
+                                 num_instance_convs=1, num_grids=(12,) * 6),
+    )
+
+
 PRESETS = {
     "R50_3x": _r50_3x,
     "R101_3x": _r101_3x,
@@ -310,6 +337,7 @@ PRESETS = {
     "V_57_3x": _v57_3x,
     "lite_R18": lambda: _lite(18),
     "lite_R34": lambda: _lite(34),
+    "tiny_R18": _tiny_r18,
 }
 
 

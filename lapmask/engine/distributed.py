@@ -153,3 +153,35 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a local process group)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: tuple) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    info = init_from_env(device)
+    try:
+        fn(info, *args)
+    finally:
+        cleanup(info)
+
+
+def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") -> None:
+    """Run ``fn(info, *args)`` in ``nprocs`` fresh processes of this machine joined in one process group, as
+    ``torchrun --nproc_per_node nprocs`` would (``fn`` must be a module-level function; its return value is
+    dropped). One process: ``fn`` runs here, with no group. An exception in any process is raised here."""
+    if nprocs <= 1:
+        fn(DistInfo(device=resolve_device(device)), *args)
+        return
+    import torch.multiprocessing as mp
+
+    mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args), nprocs=nprocs, join=True,
+                       start_method="spawn")

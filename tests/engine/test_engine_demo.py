@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lapmask.engine.evaluator import METRICS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,15 +19,40 @@ def _env() -> dict[str, str]:
             "OMP_NUM_THREADS": "1"}
 
 
-def test_demo_end_to_end_tiny(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_demo_end_to_end_tiny(tmp_path, processes):
+    """One process, and two data-parallel processes (Gloo; sharded mid-training and final evaluations)."""
     out = tmp_path / "demo"
     rc = subprocess.run([sys.executable, "-m", "lapmask", "demo", "--out", str(out), "--minutes", "0.5",
                          "--train", "8", "--val", "4", "--size", "64", "--train-sizes", "64", "--batch-size", "2",
-                         "--threads", "1", "--vis", "2", "--no-progress"], cwd=tmp_path, env=_env(),
-                        capture_output=True, text=True, timeout=300, check=False)
+                         "--threads", "1", "--processes", str(processes), "--vis", "2", "--no-progress"],
+                        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert rc.returncode == 0, rc.stderr
     s = json.loads((out / "summary.json").read_text())
-    assert s["iterations"] > 0 and set(METRICS) <= set(s["segm"])
+    assert s["iterations"] > 0 and set(METRICS) <= set(s["segm"]) and s["processes"] == processes
+    assert s["minutes_total"] <= 0.5 + 0.25  # the budget holds (start-up of the processes is inside it)
     for f in ("training_curves.png", "eval/metrics.json", "train/model_final.pth", "vis/000001.png"):
         assert (out / f).is_file(), f
     assert "| segm |" in rc.stdout and "iterations" in rc.stdout
+    evals = [r for r in map(json.loads, (out / "train" / "metrics.jsonl").read_text().splitlines()) if "segm" in r]
+    assert len(evals) == 2  # the two mid-training evaluations (every rank took part, or this would hang)
+
+
+@pytest.mark.parametrize("free,want", [(2, (2, 1)), (1, (1, 1)), (16, (2, 8)), (3, (2, 1))])
+def test_demo_placement_on_cpu(monkeypatch, free, want):
+    """Free cores run as processes of one thread (at least 4 images each of the batch of 8), the rest as threads."""
+    import argparse
+
+    import torch
+
+    from lapmask.commands import demo
+
+    monkeypatch.setattr("lapmask.engine.cpu_threads.auto_threads", lambda *a, **k: free)
+    p = argparse.ArgumentParser()
+    demo.add_arguments(p)
+    args = p.parse_args([])
+    assert demo.placement(args, torch.device("cpu")) == want
+    assert demo.placement(p.parse_args(["--threads", "3"]), torch.device("cpu")) == (1, 3)
+    assert demo.placement(p.parse_args(["--processes", "2", "--threads", "1"]), torch.device("cpu")) == (2, 1)
+    with pytest.raises(ValueError, match="must divide the batch size"):
+        demo.placement(p.parse_args(["--processes", "3"]), torch.device("cpu"))

@@ -107,3 +107,20 @@ def test_ins_head_batches_levels_of_equal_grid_exactly():
             assert cates[i].shape == (2, 6, s, s) and kernels[i].shape == (2, 3, 144, s, s)
             assert torch.equal(cates[i], c) and torch.equal(kernels[i], torch.stack(ks, dim=1))
         assert cates[0].abs().max() > 0 and not torch.equal(cates[0], cates[1])  # levels really differ
+
+
+def test_tiny_preset_shapes_and_one_tower_pass():
+    """tiny_R18 (the demo's preset): half-width ResNet-18, FPN 64, one grid size, so the instance head runs its
+    towers once for the six levels; outputs keep the per-level layout of every other preset."""
+    cfg = get_preset("tiny_R18")
+    m = build_model(cfg).eval()
+    assert m.backbone.bottom_up.out_channels == {"res2": 32, "res3": 64, "res4": 128, "res5": 256}
+    calls = []
+    m.ins_head.cate_pred.register_forward_hook(lambda mod, i, o: calls.append(tuple(o.shape)))
+    with torch.no_grad():
+        out = m(torch.randn(2, 3, 192, 256))
+    assert calls == [(12, 6, 12, 12)]  # 6 levels x batch 2 in one pass
+    assert [tuple(c.shape) for c in out["cate"]] == [(2, 6, 12, 12)] * 6
+    assert [tuple(k.shape) for k in out["kernel"]] == [(2, 3, 144, 12, 12)] * 6
+    assert [tuple(f.shape) for f in out["mask_feats"]] == [(2, 16, 48, 64), (2, 16, 24, 32), (2, 16, 12, 16)]
+    assert expected_shapes(cfg) != expected_shapes(get_preset("lite_R18"))
