@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere inside the checkout
 
-# (preset, batch): R50_3x at its official per-GPU batch of 2 (16 images over 8 GPUs); lite at its own batch.
-DEFAULT_CASES = [("lite_R18", 8), ("R50_3x", 2)]
+# (preset, batch): R50_3x at its official per-GPU batch of 2 (16 images over 8 GPUs); tiny and lite at their own.
+DEFAULT_CASES = [("tiny_R18", 8), ("lite_R18", 8), ("R50_3x", 2)]
 
 
 def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data: Path, amp: bool = False) -> dict:
@@ -60,7 +60,7 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=None, help="default: lite_R18 (batch 8) and R50_3x (batch 2)")
+    ap.add_argument("--presets", nargs="+", default=None, help="default: tiny_R18 and lite_R18 (batch 8), R50_3x (batch 2)")
     ap.add_argument("--batch", type=int, default=None, help="override every preset's batch")
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per preset (default 10)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed first iterations (default 10: oneDNN builds "

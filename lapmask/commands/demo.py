@@ -231,18 +231,37 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     how = f"{procs} processes x {threads} thread{'s' * (threads > 1)}" if procs > 1 else f"{threads} threads"
     _say(f"lapmask demo: {args.minutes:g} min budget on {device} ({how}) -> {out}")
+    speed = cpu_speed(procs * threads) if device.type == "cpu" else {}
     ensure_synthetic(out / "data", args.train, args.val, args.size, args.seed)
     t_data = time.time() - t_start
     _say(f"data: {args.train} train + {args.val} val synthetic images in {out / 'data'} ({t_data:.0f} s)")
-    du.launch_local(train_evaluate_report, procs, (args, t_start, t_data, threads), device=str(device))
+    du.launch_local(train_evaluate_report, procs, (args, t_start, t_data, threads, speed), device=str(device))
     return 0
+
+
+def cpu_speed(threads: int) -> dict[str, float]:
+    """Matrix-product GFLOPS of this CPU now, on the cores the demo trains with (recorded in the summary: the
+    AP a time budget reaches depends on it; ``lapmask.engine.machine_speed``)."""
+    import torch
+
+    from lapmask.engine.machine_speed import matmul_gflops
+    from lapmask.engine.trainer import native_amp
+
+    keep = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dtypes = [torch.float32] + ([torch.bfloat16] if native_amp(torch.device("cpu")) else [])
+        return {str(d).split(".")[1]: round(matmul_gflops(d), 1) for d in dtypes}
+    finally:
+        torch.set_num_threads(keep)
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def train_evaluate_report(info, args: argparse.Namespace, t_start: float, t_data: float, threads: int) -> None:
+def train_evaluate_report(info, args: argparse.Namespace, t_start: float, t_data: float, threads: int,
+                          speed: dict[str, float]) -> None:
     """One process of the demo (rank ``info.rank`` of ``info.world_size``): train on the time budget, evaluate
     (sharded), and on rank 0 write the overlays, the plot and the summary."""
     import torch
@@ -311,7 +330,8 @@ def train_evaluate_report(info, args: argparse.Namespace, t_start: float, t_data
     t_eval = time.time() - t_eval
 
     summary = {
-        "config": cfg.name, "device": str(device), "processes": world, "threads": threads,
+        "config": cfg.name, "device": str(device), "processes": world, "threads": torch.get_num_threads(),
+        "cpu_matmul_gflops": speed,
         "minutes_budget": args.minutes, "minutes_total": (time.time() - t_start) / 60.0,
         "data_seconds": t_data, "train_seconds": result.seconds, "eval_seconds": t_eval,
         "iterations": result.iterations, "batch_size": batch, "amp": trainer.amp,

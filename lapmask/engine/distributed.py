@@ -8,8 +8,11 @@ single-process answer, so the trainer code is the same either way.
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -164,24 +167,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: tuple) -> None:
+def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: tuple, error_dir: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     info = init_from_env(device)
     try:
         fn(info, *args)
+    except Exception as e:
+        # Written before this process exits (so before its peers see the broken connection and fail in turn):
+        # the earliest record is the cause, whichever process the parent happens to notice first.
+        Path(error_dir, f"rank{rank}.txt").write_text(f"{time.time()!r}\n{type(e).__name__}: {e}")
+        raise
     finally:
         cleanup(info)
+
+
+def _first_error(error_dir: str) -> tuple[int, str] | None:
+    """(rank, "Type: message") of the earliest failure that ``_local_entry`` recorded, or None."""
+    records = []
+    for f in Path(error_dir).glob("rank*.txt"):
+        when, _, what = f.read_text().partition("\n")
+        records.append((float(when), int(f.stem[4:]), what.strip().splitlines()[-1] if what.strip() else "?"))
+    return min(records)[1:] if records else None
 
 
 def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") -> None:
     """Run ``fn(info, *args)`` in ``nprocs`` fresh processes of this machine joined in one process group, as
     ``torchrun --nproc_per_node nprocs`` would (``fn`` must be a module-level function; its return value is
-    dropped). One process: ``fn`` runs here, with no group. An exception in any process is raised here."""
+    dropped). One process: ``fn`` runs here, with no group. Raises RuntimeError naming the process that failed
+    first, and its error (the others then fail on the broken group; their errors are not the cause)."""
     if nprocs <= 1:
         fn(DistInfo(device=resolve_device(device)), *args)
         return
     import torch.multiprocessing as mp
 
-    mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args), nprocs=nprocs, join=True,
-                       start_method="spawn")
+    with tempfile.TemporaryDirectory(prefix="lapmask_ranks_") as error_dir:
+        try:
+            mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args, error_dir),
+                               nprocs=nprocs, join=True, start_method="spawn")
+        except mp.ProcessRaisedException as e:
+            first = _first_error(error_dir)
+            rank, what = first if first else (e.error_index, str(e).strip().splitlines()[-1])
+            raise RuntimeError(f"training process {rank} of {nprocs} failed: {what} (--debug for the "
+                               "traceback)") from e

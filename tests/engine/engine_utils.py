@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from lapmask.config import LapMaskConfig, get_preset
+from lapmask.engine.distributed import free_port  # noqa: F401  (the tests import it from here)
 
 
 def tiny_config(**solver) -> LapMaskConfig:
@@ -19,14 +20,6 @@ def tiny_config(**solver) -> LapMaskConfig:
         solver=dataclasses.replace(cfg.solver, **{"warmup_iters": 3, "base_lr": 0.01, "max_iter": 20,
                                                   "ims_per_batch": 2, "steps": (), **solver}),
     )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def half_batch(ds, rank: int, per_rank: int = 2) -> list[dict]:
@@ -67,3 +60,19 @@ def ddp_worker(rank: int, world: int, port: int, data_dir: str, out_dir: str) ->
         torch.save(tr2.model.state_dict(), out / f"final_rank{rank}.pt")
     finally:
         du.cleanup(info)
+
+
+def rank_report(info, out_dir: str, fail_rank: int | None = None) -> None:
+    """``launch_local`` target: write this rank's view of the group (or fail on ``fail_rank``)."""
+    import json
+    from pathlib import Path
+
+    import torch
+    import torch.distributed as dist
+
+    if info.rank == fail_rank:
+        raise ValueError(f"rank {info.rank} was asked to fail")
+    t = torch.tensor([float(info.rank + 1)])
+    dist.all_reduce(t)
+    Path(out_dir, f"rank{info.rank}.json").write_text(json.dumps(
+        {"rank": info.rank, "world": info.world_size, "sum": float(t), "backend": dist.get_backend()}))

@@ -1,9 +1,14 @@
 """DistributedDataParallel on 2 Gloo processes == one process running both half-batches (per-half losses)."""
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 import torch.multiprocessing as mp
-from engine_utils import ddp_worker, free_port, half_batch, tiny_config
+from engine_utils import ddp_worker, free_port, half_batch, rank_report, tiny_config
+
+from lapmask.engine.distributed import launch_local
 
 from lapmask.engine.progress import read_jsonl
 from lapmask.engine.trainer import Trainer, TrainOptions, compute_losses
@@ -47,3 +52,14 @@ def test_ddp_two_gloo_ranks_match_per_half_reference(tmp_path, synth_dir, train_
     assert all(torch.equal(f0[k], f1[k]) for k in f0 if k not in stats)
     assert (tmp_path / "run2" / "model_final.pth").is_file()
     assert [r["iteration"] for r in read_jsonl(tmp_path / "run2" / "metrics.jsonl")] == [1, 2]
+
+
+def test_launch_local_runs_a_gloo_group_and_reports_a_failing_rank(tmp_path):
+    """``launch_local`` (the demo's data-parallel start): every rank runs in one Gloo group on this machine; an
+    exception in one rank comes back as a RuntimeError that names the rank and the error."""
+    launch_local(rank_report, 2, (str(tmp_path),))
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [(r["rank"], r["world"], r["sum"], r["backend"]) for r in reports] == [(0, 2, 3.0, "gloo"),
+                                                                                   (1, 2, 3.0, "gloo")]
+    with pytest.raises(RuntimeError, match="process 1 of 2 failed: ValueError: rank 1 was asked to fail"):
+        launch_local(rank_report, 2, (str(tmp_path / "x"), 1))

@@ -30,6 +30,7 @@ def test_demo_end_to_end_tiny(tmp_path, processes):
     assert rc.returncode == 0, rc.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["iterations"] > 0 and set(METRICS) <= set(s["segm"]) and s["processes"] == processes
+    assert s["threads"] == 1 and s["cpu_matmul_gflops"]["float32"] > 0  # the machine's speed beside the AP
     assert s["minutes_total"] <= 0.5 + 0.25  # the budget holds (start-up of the processes is inside it)
     for f in ("training_curves.png", "eval/metrics.json", "train/model_final.pth", "vis/000001.png"):
         assert (out / f).is_file(), f
@@ -56,3 +57,14 @@ def test_demo_placement_on_cpu(monkeypatch, free, want):
     assert demo.placement(p.parse_args(["--processes", "2", "--threads", "1"]), torch.device("cpu")) == (2, 1)
     with pytest.raises(ValueError, match="must divide the batch size"):
         demo.placement(p.parse_args(["--processes", "3"]), torch.device("cpu"))
+
+
+def test_matmul_gflops_counts_two_flops_per_multiply_add(monkeypatch):
+    """With a clock that advances 1 s per product, GFLOPS is exactly 2 * size^3 / 1e9."""
+    import itertools
+
+    from lapmask.engine import machine_speed
+
+    ticks = itertools.count()
+    monkeypatch.setattr(machine_speed.time, "perf_counter", lambda: float(next(ticks)))
+    assert machine_speed.matmul_gflops(size=100, seconds=3.0) == pytest.approx(2 * 100**3 / 1e9)
