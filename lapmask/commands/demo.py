@@ -271,7 +271,7 @@ def train_evaluate_report(info, args: argparse.Namespace, t_start: float, t_data
     from lapmask.engine.cpu_threads import ThreadGovernor
     from lapmask.engine.evaluator import format_table, to_json_safe
     from lapmask.engine.inference_loop import SplitPaths, evaluate_predictor
-    from lapmask.engine.trainer import Trainer, TrainOptions, amp_dtype
+    from lapmask.engine.trainer import Trainer, TrainingInterrupted, TrainOptions, amp_dtype
     from lapmask.inference import Predictor
 
     torch.set_num_threads(threads)
@@ -314,7 +314,11 @@ def train_evaluate_report(info, args: argparse.Namespace, t_start: float, t_data
     say(f"training {cfg.name} for {train_s / 60:.1f} min (batch {batch}, {cfg.solver.optimizer} lr "
         f"{cfg.solver.base_lr:g}, {precision}, sizes {list(cfg.input.min_size_train)}); "
         f"final evaluation ~{budget - t_train0 - train_s:.0f} s")
-    result = trainer.train()
+    try:
+        result = trainer.train()
+    except TrainingInterrupted as e:  # Ctrl-C: every process stopped at the same iteration and rank 0 saved
+        say(f"stopped at iteration {e.iteration} ({e.reason}); checkpoint {e.checkpoint}")
+        raise
 
     t_eval = time.time()
     pred = Predictor(trainer.model, cfg)

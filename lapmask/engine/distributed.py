@@ -173,40 +173,81 @@ def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: t
     info = init_from_env(device)
     try:
         fn(info, *args)
-    except Exception as e:
+    except BaseException as e:
         # Written before this process exits (so before its peers see the broken connection and fail in turn):
         # the earliest record is the cause, whichever process the parent happens to notice first.
-        Path(error_dir, f"rank{rank}.txt").write_text(f"{time.time()!r}\n{type(e).__name__}: {e}")
+        kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        Path(error_dir, f"rank{rank}.txt").write_text(f"{time.time()!r} {kind}\n{type(e).__name__}: {e}")
         raise
     finally:
         cleanup(info)
 
 
-def _first_error(error_dir: str) -> tuple[int, str] | None:
-    """(rank, "Type: message") of the earliest failure that ``_local_entry`` recorded, or None."""
+def _first_error(error_dir: str) -> tuple[int, str, str] | None:
+    """(rank, "failed" | "interrupted", "Type: message") of the earliest exception that ``_local_entry``
+    recorded, or None."""
     records = []
     for f in Path(error_dir).glob("rank*.txt"):
-        when, _, what = f.read_text().partition("\n")
-        records.append((float(when), int(f.stem[4:]), what.strip().splitlines()[-1] if what.strip() else "?"))
+        head, _, what = f.read_text().partition("\n")
+        when, kind = head.split()
+        records.append((float(when), int(f.stem[4:]), kind, what.strip() or "?"))
     return min(records)[1:] if records else None
+
+
+class _ParentSigint:
+    """While the processes run, Ctrl-C reaches them too (one process group): they stop after the iteration
+    (the first press) or at once (the second) and save a checkpoint either way. This process waits for them
+    instead of exiting at once (its end would kill them mid-save); a third press stops it anyway."""
+
+    PRESSES_TO_EXIT = 3
+
+    def __init__(self) -> None:
+        self.presses = 0
+        self.old: Any = None
+
+    def __enter__(self) -> "_ParentSigint":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.presses += 1
+        if self.presses >= self.PRESSES_TO_EXIT:
+            raise KeyboardInterrupt("Ctrl-C pressed 3 times: stopping without waiting for the processes")
 
 
 def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") -> None:
     """Run ``fn(info, *args)`` in ``nprocs`` fresh processes of this machine joined in one process group, as
     ``torchrun --nproc_per_node nprocs`` would (``fn`` must be a module-level function; its return value is
     dropped). One process: ``fn`` runs here, with no group. Raises RuntimeError naming the process that failed
-    first, and its error (the others then fail on the broken group; their errors are not the cause)."""
+    first, and its error (the others then fail on the broken group; their errors are not the cause), or
+    KeyboardInterrupt when the first was interrupted (Ctrl-C: ``_ParentSigint``)."""
     if nprocs <= 1:
         fn(DistInfo(device=resolve_device(device)), *args)
         return
     import torch.multiprocessing as mp
 
-    with tempfile.TemporaryDirectory(prefix="lapmask_ranks_") as error_dir:
+    cause: Exception | None = None  # the failing process's traceback is in its message (--debug shows it)
+    with tempfile.TemporaryDirectory(prefix="lapmask_ranks_") as error_dir, _ParentSigint():
         try:
             mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args, error_dir),
                                nprocs=nprocs, join=True, start_method="spawn")
+            first = _first_error(error_dir)  # torch's wrapper exits 0 on KeyboardInterrupt: only the record says
         except mp.ProcessRaisedException as e:
-            first = _first_error(error_dir)
-            rank, what = first if first else (e.error_index, str(e).strip().splitlines()[-1])
-            raise RuntimeError(f"training process {rank} of {nprocs} failed: {what} (--debug for the "
-                               "traceback)") from e
+            cause = e
+            first = _first_error(error_dir) or (e.error_index, "failed", str(e).strip().splitlines()[-1])
+    if first is None:
+        return
+    rank, kind, what = first
+    if kind == "interrupted":
+        raise KeyboardInterrupt(what) from cause
+    raise RuntimeError(f"training process {rank} of {nprocs} failed: {what} (--debug for the traceback)") from cause
