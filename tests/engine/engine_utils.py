@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from lapmask.config import LapMaskConfig, get_preset
 from lapmask.engine.distributed import free_port  # noqa: F401  (the tests import it from here)
@@ -76,3 +77,30 @@ def rank_report(info, out_dir: str, fail_rank: int | None = None) -> None:
     dist.all_reduce(t)
     Path(out_dir, f"rank{info.rank}.json").write_text(json.dumps(
         {"rank": info.rank, "world": info.world_size, "sum": float(t), "backend": dist.get_backend()}))
+
+
+def ctrl_c_when(cmd: list[str], ready: Callable[[], bool], cwd, env: dict[str, str],
+                timeout: float = 180.0) -> tuple[int, str]:
+    """Run ``cmd``, wait until ``ready()``, then send SIGINT to its whole process group (what a terminal's Ctrl-C
+    does: every process of the command gets it, DataLoader workers and training processes included).
+
+    Returns (exit code, stderr). Fails if the command ends, or ``timeout`` s pass, before it is ready.
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, err

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from engine_utils import tiny_config
+from engine_utils import ctrl_c_when, tiny_config
 
 from lapmask.cli import main as cli_main
 from lapmask.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -114,19 +112,10 @@ def test_train_command_ctrl_c_saves_then_resume_finishes(synth_dir, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "lapmask", "train", "--config", str(cfg_file), "--data", str(synth_dir),
            "--out", str(out), "--num-workers", "2", "--threads", "1", "--log-period", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while not (out / "metrics.jsonl").is_file() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err
+    log = out / "metrics.jsonl"
+    code, err = ctrl_c_when(cmd, lambda: log.is_file() and len(log.read_text().splitlines()) >= 2, cwd=tmp_path,
+                            env=_env(), timeout=120)
+    assert code == 130, err
     assert "--resume" in err
     name = (out / "last_checkpoint").read_text().strip()
     it = load_checkpoint(out / name)["iteration"]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from engine_utils import ctrl_c_when
 
 from lapmask.engine.evaluator import METRICS
 
@@ -42,7 +41,6 @@ def test_demo_end_to_end_tiny(tmp_path, processes):
     assert len(evals) == 2  # the two mid-training evaluations (every rank took part, or this would hang)
 
 
-
 @pytest.mark.parametrize("processes", [1, 2])
 def test_demo_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, processes):
     """Ctrl-C while training (SIGINT to the whole process group, as a terminal sends it): the training
@@ -51,28 +49,19 @@ def test_demo_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, processes):
     from lapmask.engine.checkpoint import load_checkpoint
 
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "lapmask", "demo", "--out", str(out), "--minutes", "4",
-                             "--train", "8", "--val", "4", "--size", "64", "--train-sizes", "64", "--batch-size",
-                             "2", "--threads", "1", "--processes", str(processes), "--eval-points", "0",
-                             "--no-progress"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        log = out / "train" / "metrics.jsonl"
-        deadline = time.time() + 180
-        while not (log.is_file() and log.read_text().strip()):  # 10 iterations logged: training is under way
-            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, err[-3000:]
+    log = out / "train" / "metrics.jsonl"
+    code, err = ctrl_c_when([sys.executable, "-m", "lapmask", "demo", "--out", str(out), "--minutes", "4", "--train",
+                             "8", "--val", "4", "--size", "64", "--train-sizes", "64", "--batch-size", "2",
+                             "--threads", "1", "--processes", str(processes), "--eval-points", "0", "--no-progress"],
+                            lambda: log.is_file() and bool(log.read_text().strip()),  # training under way
+                            cwd=tmp_path, env=_env())
+    assert code == 130, err[-3000:]
     saved = sorted((out / "train").glob("model_0*.pth"))
     assert len(saved) == 1 and not (out / "train" / "model_final.pth").exists() and "interrupted" in err
     ck = load_checkpoint(saved[0])
     assert f"stopped at iteration {ck['iteration']} (SIGINT); checkpoint {saved[0]}" in err
     assert (out / "train" / "last_checkpoint").read_text().strip() == saved[0].name
+
 
 @pytest.mark.parametrize("free,want", [(2, (2, 1)), (1, (1, 1)), (16, (2, 8)), (3, (2, 1))])
 def test_demo_placement_on_cpu(monkeypatch, free, want):
