@@ -79,8 +79,10 @@ def main() -> None:
         return
     cases = [(p, args.batch or dict(DEFAULT_CASES).get(p, 2)) for p in (args.presets or [c[0] for c in DEFAULT_CASES])]
     from export.bench.machine import machine_info
+    from lapmask.engine.machine_speed import cpu_speed
 
     machine = machine_info()  # load average at the start, like the other benchmarks
+    speed = {"start": cpu_speed(args.threads, args.amp)}  # and the CPU's speed, which drifts (machine_speed.py)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp) / "synth"
         if not args.data:
@@ -101,7 +103,9 @@ def main() -> None:
             print(f"{preset} {'bf16' if amp else 'fp32'}: {r['images_per_s']:.2f} images/s (batch {batch}, median "
                   f"{r['median_s_per_iter']:.2f} "
                   f"s/iteration over {r['timed_iterations']}, {args.threads} threads)", flush=True)
+    speed["end"] = cpu_speed(args.threads, args.amp)
     doc = {"machine": machine, "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+           "cpu_matmul_gflops": speed,
            "what": "training images/s (data, targets, losses, backward, optimizer step)", "results": results}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

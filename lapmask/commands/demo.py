@@ -222,6 +222,7 @@ def placement(args: argparse.Namespace, device) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from lapmask.data.synth import ensure_synthetic
     from lapmask.engine import distributed as du
+    from lapmask.engine import machine_speed
 
     t_start = time.time()  # wall clock: shared with the training processes
     if args.minutes <= 0:
@@ -231,29 +232,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     how = f"{procs} processes x {threads} thread{'s' * (threads > 1)}" if procs > 1 else f"{threads} threads"
     _say(f"lapmask demo: {args.minutes:g} min budget on {device} ({how}) -> {out}")
-    speed = cpu_speed(procs * threads) if device.type == "cpu" else {}
+    # The AP a time budget reaches depends on the CPU's speed, which drifts: the summary records it.
+    speed = machine_speed.cpu_speed(procs * threads) if device.type == "cpu" else {}
     ensure_synthetic(out / "data", args.train, args.val, args.size, args.seed)
     t_data = time.time() - t_start
     _say(f"data: {args.train} train + {args.val} val synthetic images in {out / 'data'} ({t_data:.0f} s)")
     du.launch_local(train_evaluate_report, procs, (args, t_start, t_data, threads, speed), device=str(device))
     return 0
-
-
-def cpu_speed(threads: int) -> dict[str, float]:
-    """Matrix-product GFLOPS of this CPU now, on the cores the demo trains with (recorded in the summary: the
-    AP a time budget reaches depends on it; ``lapmask.engine.machine_speed``)."""
-    import torch
-
-    from lapmask.engine.machine_speed import matmul_gflops
-    from lapmask.engine.trainer import native_amp
-
-    keep = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        dtypes = [torch.float32] + ([torch.bfloat16] if native_amp(torch.device("cpu")) else [])
-        return {str(d).split(".")[1]: round(matmul_gflops(d), 1) for d in dtypes}
-    finally:
-        torch.set_num_threads(keep)
 
 
 def _say(msg: str) -> None:

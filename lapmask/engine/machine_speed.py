@@ -27,3 +27,21 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 1024, seconds:
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             return 2.0 * size**3 * n / elapsed / 1e9
+
+
+def cpu_speed(threads: int, bf16: bool | None = None) -> dict[str, float]:
+    """``{"float32": GFLOPS, "bfloat16": GFLOPS}`` of this CPU now on ``threads`` threads (restored afterwards).
+
+    ``bf16``: also measure bfloat16; None = where the CPU runs it natively (``trainer.native_amp``).
+    """
+    from lapmask.engine.trainer import native_amp
+
+    if bf16 is None:
+        bf16 = native_amp(torch.device("cpu"))
+    keep = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        dtypes = [torch.float32] + [torch.bfloat16] * bool(bf16)
+        return {str(d).split(".")[1]: round(matmul_gflops(d), 1) for d in dtypes}
+    finally:
+        torch.set_num_threads(keep)
