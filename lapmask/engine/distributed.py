@@ -200,6 +200,16 @@ def _first_error(error_dir: str) -> tuple[int, str, str] | None:
     return min(records)[1:] if records else None
 
 
+def _death(e: Exception) -> str:
+    """What ended a process that left no record: its exception's last line, or the signal / exit code."""
+    signal_name = getattr(e, "signal_name", None)
+    if signal_name:
+        return f"ended by signal {signal_name} (a crash in native code, or killed: out of memory?)"
+    if hasattr(e, "exit_code"):
+        return f"exited with code {e.exit_code}"
+    return str(e).strip().splitlines()[-1]
+
+
 class _ParentSigint:
     """While the processes run, Ctrl-C reaches them too (one process group): they stop after the iteration
     (the first press) or at once (the second) and save a checkpoint either way. This process waits for them
@@ -248,9 +258,9 @@ def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") ->
             mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args, error_dir),
                                nprocs=nprocs, join=True, start_method="spawn")
             first = _first_error(error_dir)  # torch's wrapper exits 0 on KeyboardInterrupt: only the record says
-        except mp.ProcessRaisedException as e:
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:  # raised, or died of a signal
             cause = e
-            first = _first_error(error_dir) or (e.error_index, "failed", str(e).strip().splitlines()[-1])
+            first = _first_error(error_dir) or (e.error_index, "failed", _death(e))
     if first is None:
         return
     rank, kind, what = first

@@ -63,15 +63,19 @@ def ddp_worker(rank: int, world: int, port: int, data_dir: str, out_dir: str) ->
         du.cleanup(info)
 
 
-def rank_report(info, out_dir: str, fail_rank: int | None = None) -> None:
-    """``launch_local`` target: write this rank's view of the group (or fail on ``fail_rank``)."""
+def rank_report(info, out_dir: str, fail_rank: int | None = None, abort: bool = False) -> None:
+    """``launch_local`` target: write this rank's view of the group (or fail on ``fail_rank``: raise, or
+    ``abort`` the process as a native crash would)."""
     import json
+    import os
     from pathlib import Path
 
     import torch
     import torch.distributed as dist
 
     if info.rank == fail_rank:
+        if abort:
+            os.abort()
         raise ValueError(f"rank {info.rank} was asked to fail")
     t = torch.tensor([float(info.rank + 1)])
     dist.all_reduce(t)

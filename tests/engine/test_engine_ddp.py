@@ -56,10 +56,12 @@ def test_ddp_two_gloo_ranks_match_per_half_reference(tmp_path, synth_dir, train_
 
 def test_launch_local_runs_a_gloo_group_and_reports_a_failing_rank(tmp_path):
     """``launch_local`` (the demo's data-parallel start): every rank runs in one Gloo group on this machine; an
-    exception in one rank comes back as a RuntimeError that names the rank and the error."""
+    exception in one rank, or its death by a signal, comes back as a RuntimeError that names the rank and why."""
     launch_local(rank_report, 2, (str(tmp_path),))
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [(r["rank"], r["world"], r["sum"], r["backend"]) for r in reports] == [(0, 2, 3.0, "gloo"),
                                                                                    (1, 2, 3.0, "gloo")]
     with pytest.raises(RuntimeError, match="process 1 of 2 failed: ValueError: rank 1 was asked to fail"):
         launch_local(rank_report, 2, (str(tmp_path / "x"), 1))
+    with pytest.raises(RuntimeError, match="process 1 of 2 failed: ended by signal SIGABRT"):
+        launch_local(rank_report, 2, (str(tmp_path / "x"), 1, True))
