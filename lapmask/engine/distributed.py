@@ -200,14 +200,22 @@ def _first_error(error_dir: str) -> tuple[int, str, str] | None:
     return min(records)[1:] if records else None
 
 
-def _death(e: Exception) -> str:
-    """What ended a process that left no record: its exception's last line, or the signal / exit code."""
-    signal_name = getattr(e, "signal_name", None)
-    if signal_name:
-        return f"ended by signal {signal_name} (a crash in native code, or killed: out of memory?)"
-    if hasattr(e, "exit_code"):
-        return f"exited with code {e.exit_code}"
-    return str(e).strip().splitlines()[-1]
+def _signal_deaths(processes: list, error_dir: str) -> list[tuple[int, str]]:
+    """(rank, signal name) of the processes that died of a signal other than SIGTERM and left no record: a native
+    crash or a kill (out of memory). No Python code ran for them, so they are the cause whenever they happen;
+    SIGTERM is how torch ends the others after a failure."""
+    import signal
+
+    deaths = []
+    for rank, proc in enumerate(processes):
+        code = proc.exitcode
+        recorded = Path(error_dir, f"rank{rank}.txt").exists()
+        if code is not None and code < 0 and -code != signal.SIGTERM and not recorded:
+            try:
+                deaths.append((rank, signal.Signals(-code).name))
+            except ValueError:
+                deaths.append((rank, f"signal {-code}"))
+    return deaths
 
 
 class _ParentSigint:
@@ -245,8 +253,8 @@ def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") ->
     """Run ``fn(info, *args)`` in ``nprocs`` fresh processes of this machine joined in one process group, as
     ``torchrun --nproc_per_node nprocs`` would (``fn`` must be a module-level function; its return value is
     dropped). One process: ``fn`` runs here, with no group. Raises RuntimeError naming the process that failed
-    first, and its error (the others then fail on the broken group; their errors are not the cause), or
-    KeyboardInterrupt when the first was interrupted (Ctrl-C: ``_ParentSigint``)."""
+    first and why: its exception, or the signal it died of (the others then fail on the broken group; their
+    errors are not the cause); or KeyboardInterrupt when the first was interrupted (Ctrl-C: ``_ParentSigint``)."""
     if nprocs <= 1:
         fn(DistInfo(device=resolve_device(device)), *args)
         return
@@ -254,13 +262,19 @@ def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") ->
 
     cause: Exception | None = None  # the failing process's traceback is in its message (--debug shows it)
     with tempfile.TemporaryDirectory(prefix="lapmask_ranks_") as error_dir, _ParentSigint():
+        ctx = mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args, error_dir),
+                                 nprocs=nprocs, join=False, start_method="spawn")
         try:
-            mp.start_processes(_local_entry, args=(fn, nprocs, free_port(), device, args, error_dir),
-                               nprocs=nprocs, join=True, start_method="spawn")
-            first = _first_error(error_dir)  # torch's wrapper exits 0 on KeyboardInterrupt: only the record says
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:  # raised, or died of a signal
+            while not ctx.join(grace_period=10.0):  # after a failure the others get 10 s to fail on their own
+                pass
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
             cause = e
-            first = _first_error(error_dir) or (e.error_index, "failed", _death(e))
+        deaths = _signal_deaths(ctx.processes, error_dir)
+        # torch's wrapper exits 0 on KeyboardInterrupt: only the record tells an interruption
+        first = (deaths[0][0], "failed", f"ended by signal {deaths[0][1]} (a crash in native code, or killed: out "
+                 "of memory?)") if deaths else _first_error(error_dir)
+    if first is None and cause is not None:
+        first = (cause.error_index, "failed", str(cause).strip().splitlines()[-1])
     if first is None:
         return
     rank, kind, what = first
