@@ -60,7 +60,8 @@ def measure(preset: str, batch: int, iters: int, warmup: int, threads: int, data
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=None, help="default: tiny_R18 and lite_R18 (batch 8), R50_3x (batch 2)")
+    ap.add_argument("--presets", nargs="+", default=None,
+                    help="default: tiny_R18 and lite_R18 (batch 8), R50_3x (batch 2)")
     ap.add_argument("--batch", type=int, default=None, help="override every preset's batch")
     ap.add_argument("--iters", type=int, default=10, help="timed iterations per preset (default 10)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed first iterations (default 10: oneDNN builds "

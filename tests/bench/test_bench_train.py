@@ -22,6 +22,8 @@ def test_bench_train_writes_timings(tmp_path):
     assert 0 < r["min_s_per_iter"] <= r["median_s_per_iter"] <= r["max_s_per_iter"]
     assert abs(r["images_per_s"] - 2 / r["median_s_per_iter"]) < 1e-9
     assert doc["machine"]["cpu_count"] >= 1 and "lite_R18" in proc.stdout
+    speed = doc["cpu_matmul_gflops"]  # the CPU's speed around the run (it drifts); bf16 only with --amp
+    assert speed["start"]["float32"] > 0 and speed["end"]["float32"] > 0 and "bfloat16" not in speed["start"]
 
 
 def test_bench_train_unknown_preset_fails_clearly(tmp_path):

@@ -1,4 +1,5 @@
-"""DistributedDataParallel on 2 Gloo processes == one process running both half-batches (per-half losses)."""
+"""DistributedDataParallel on 2 Gloo processes == one process running both half-batches (per-half losses); the
+local launcher the demo uses (``launch_local``) and how it reports a failing process."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ import torch.multiprocessing as mp
 from engine_utils import ddp_worker, free_port, half_batch, rank_report, tiny_config
 
 from lapmask.engine.distributed import launch_local
-
 from lapmask.engine.progress import read_jsonl
 from lapmask.engine.trainer import Trainer, TrainOptions, compute_losses
 

@@ -1,4 +1,4 @@
-"""`lapmask demo` end to end on a tiny dataset with a 30-second budget (time-based: ~40 s whatever the CPU), and
+"""`lapmask demo` end to end on a tiny dataset with a 45-second budget (time-based: ~55 s whatever the CPU), and
 Ctrl-C during its training."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
 def test_demo_end_to_end_tiny(tmp_path, processes):
     """One process, and two data-parallel processes (Gloo; sharded mid-training and final evaluations)."""
     out = tmp_path / "demo"
-    rc = subprocess.run([sys.executable, "-m", "lapmask", "demo", "--out", str(out), "--minutes", "0.5",
+    rc = subprocess.run([sys.executable, "-m", "lapmask", "demo", "--out", str(out), "--minutes", "0.75",
                          "--train", "8", "--val", "4", "--size", "64", "--train-sizes", "64", "--batch-size", "2",
                          "--threads", "1", "--processes", str(processes), "--vis", "2", "--no-progress"],
                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False)
@@ -33,7 +33,8 @@ def test_demo_end_to_end_tiny(tmp_path, processes):
     s = json.loads((out / "summary.json").read_text())
     assert s["iterations"] > 0 and set(METRICS) <= set(s["segm"]) and s["processes"] == processes
     assert s["threads"] == 1 and s["cpu_matmul_gflops"]["float32"] > 0  # the machine's speed beside the AP
-    assert s["minutes_total"] <= 0.5 + 0.25  # the budget holds (start-up of the processes is inside it)
+    # the budget holds (start-up of the processes is inside it; 15 s of it are the final phase's fixed costs)
+    assert s["minutes_total"] <= 0.75 + 0.25
     for f in ("training_curves.png", "eval/metrics.json", "train/model_final.pth", "vis/000001.png"):
         assert (out / f).is_file(), f
     assert "| segm |" in rc.stdout and "iterations" in rc.stdout
