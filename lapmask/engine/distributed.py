@@ -168,6 +168,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _record(error_dir: str, rank: int) -> Path:
+    """Where ``_local_entry`` records how process ``rank`` ended, when it ended by an exception."""
+    return Path(error_dir, f"rank{rank}.txt")
+
+
 def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: tuple, error_dir: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -178,7 +183,7 @@ def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: t
         # Written before this process exits (so before its peers see the broken connection and fail in turn):
         # the earliest record is the cause, whichever process the parent happens to notice first.
         kind = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        Path(error_dir, f"rank{rank}.txt").write_text(f"{time.time()!r} {kind}\n{type(e).__name__}: {e}")
+        _record(error_dir, rank).write_text(f"{time.time()!r} {kind}\n{type(e).__name__}: {e}")
         raise
     finally:
         # Free what ``fn`` left in reference cycles (the demo's trainer: its callbacks refer back to it) while
@@ -189,14 +194,16 @@ def _local_entry(rank: int, fn: Any, world: int, port: int, device: str, args: t
         cleanup(info)
 
 
-def _first_error(error_dir: str) -> tuple[int, str, str] | None:
+def _first_error(error_dir: str, nprocs: int) -> tuple[int, str, str] | None:
     """(rank, "failed" | "interrupted", "Type: message") of the earliest exception that ``_local_entry``
     recorded, or None."""
     records = []
-    for f in Path(error_dir).glob("rank*.txt"):
-        head, _, what = f.read_text().partition("\n")
-        when, kind = head.split()
-        records.append((float(when), int(f.stem[4:]), kind, what.strip() or "?"))
+    for rank in range(nprocs):
+        f = _record(error_dir, rank)
+        if f.is_file():
+            head, _, what = f.read_text().partition("\n")
+            when, kind = head.split()
+            records.append((float(when), rank, kind, what.strip() or "?"))
     return min(records)[1:] if records else None
 
 
@@ -209,8 +216,7 @@ def _signal_deaths(processes: list, error_dir: str) -> list[tuple[int, str]]:
     deaths = []
     for rank, proc in enumerate(processes):
         code = proc.exitcode
-        recorded = Path(error_dir, f"rank{rank}.txt").exists()
-        if code is not None and code < 0 and -code != signal.SIGTERM and not recorded:
+        if code is not None and code < 0 and -code != signal.SIGTERM and not _record(error_dir, rank).is_file():
             try:
                 deaths.append((rank, signal.Signals(-code).name))
             except ValueError:
@@ -246,7 +252,8 @@ class _ParentSigint:
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.presses += 1
         if self.presses >= self.PRESSES_TO_EXIT:
-            raise KeyboardInterrupt("Ctrl-C pressed 3 times: stopping without waiting for the processes")
+            raise KeyboardInterrupt(f"Ctrl-C pressed {self.presses} times: stopping without waiting for the "
+                                    "processes")
 
 
 def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") -> None:
@@ -272,7 +279,7 @@ def launch_local(fn: Any, nprocs: int, args: tuple = (), device: str = "cpu") ->
         deaths = _signal_deaths(ctx.processes, error_dir)
         # torch's wrapper exits 0 on KeyboardInterrupt: only the record tells an interruption
         first = (deaths[0][0], "failed", f"ended by signal {deaths[0][1]} (a crash in native code, or killed: out "
-                 "of memory?)") if deaths else _first_error(error_dir)
+                 "of memory?)") if deaths else _first_error(error_dir, nprocs)
     if first is None and cause is not None:
         first = (cause.error_index, "failed", str(cause).strip().splitlines()[-1])
     if first is None:

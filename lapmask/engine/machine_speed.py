@@ -1,8 +1,8 @@
 """A quick measure of the CPU's speed, recorded beside time-budgeted results (the demo's summary).
 
 Why: the same 2-core machine kind ran this project's training step at very different speeds, even within one
-session (a 2048 x 2048 matrix product on 2 threads: 107 GFLOPS in float32 and 320 in bfloat16 at the start of a
-session, 196 and 419 three hours later; lite_R18's training step 1.39 s and 0.82 s). A mask AP reached in a fixed
+session (matrix products on 2 threads: 107 GFLOPS in float32 and 320 in bfloat16 at the start of a session, 196
+and 419 three hours later; lite_R18's training step 1.39 s and 0.82 s). A mask AP reached in a fixed
 number of minutes means little without the speed of the machine that reached it.
 """
 from __future__ import annotations
