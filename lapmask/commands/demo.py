@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     _say(f"lapmask demo: {args.minutes:g} min budget on {device} ({how}) -> {out}")
     # The AP a time budget reaches depends on the CPU's speed, which drifts: the summary records it.
     speed = machine_speed.cpu_speed(procs * threads) if device.type == "cpu" else {}
-    ensure_synthetic(out / "data", args.train, args.val, args.size, args.seed)
+    ensure_synthetic(out / "data", args.train, args.val, args.size, args.seed, workers=procs * threads)
     t_data = time.time() - t_start
     _say(f"data: {args.train} train + {args.val} val synthetic images in {out / 'data'} ({t_data:.0f} s)")
     du.launch_local(train_evaluate_report, procs, (args, t_start, t_data, threads, speed), device=str(device))

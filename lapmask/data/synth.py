@@ -175,22 +175,44 @@ def render_image(rng: np.random.Generator, size: int = DEFAULT_SIZE) -> tuple[np
                                                                  for p in inst]
 
 
-def _split_json(out_dir: Path, split: str, n: int, size: int, seed: int) -> dict:
+def _render_record(img_dir: Path, split: str, size: int, seed: int, i: int) -> tuple[dict, list[dict]]:
+    """Render image ``i`` of a split, write its PNG; returns its image record and its annotations (no ids yet)."""
+    rng = np.random.default_rng([seed, _SPLIT_TAG[split], i])
+    img, inst = render_image(rng, size)
+    name = f"{i + 1:06d}.png"
+    Image.fromarray(img).save(img_dir / name, format="PNG")
+    rles = encode_masks(np.stack([p["mask"] for p in inst])) if inst else []
+    anns = [{"image_id": i + 1, "category_id": SYNTH_CATEGORY_IDS[p["label"]],
+             "segmentation": [[float(v) for v in p["polygons"][0]]] if p["polygons"] is not None else rle,
+             "area": int(p["mask"].sum()), "bbox": mask_to_xywh(p["mask"]), "iscrowd": 0}
+            for p, rle in zip(inst, rles)]
+    return {"id": i + 1, "file_name": name, "height": size, "width": size}, anns
+
+
+def _render_chunk(args: tuple[Path, str, int, int, range]) -> list[tuple[dict, list[dict]]]:
+    img_dir, split, size, seed, idx = args
+    return [_render_record(img_dir, split, size, seed, i) for i in idx]
+
+
+def _split_json(out_dir: Path, split: str, n: int, size: int, seed: int, workers: int = 1) -> dict:
+    """Render a split (with ``workers`` processes) and return its COCO dict. Each image depends only on (seed,
+    split, index) and annotation ids are given in index order afterwards, so the output is byte-identical
+    whatever the number of workers."""
     img_dir = out_dir / split
     img_dir.mkdir(parents=True, exist_ok=True)
-    images, anns = [], []
-    for i in range(n):
-        rng = np.random.default_rng([seed, _SPLIT_TAG[split], i])
-        img, inst = render_image(rng, size)
-        name = f"{i + 1:06d}.png"
-        Image.fromarray(img).save(img_dir / name, format="PNG")
-        images.append({"id": i + 1, "file_name": name, "height": size, "width": size})
-        rles = encode_masks(np.stack([p["mask"] for p in inst])) if inst else []
-        for p, rle in zip(inst, rles):
-            segm = [[float(v) for v in p["polygons"][0]]] if p["polygons"] is not None else rle
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": SYNTH_CATEGORY_IDS[p["label"]],
-                         "segmentation": segm, "area": int(p["mask"].sum()), "bbox": mask_to_xywh(p["mask"]),
-                         "iscrowd": 0})
+    chunk = 25
+    jobs = [(img_dir, split, size, seed, range(a, min(a + chunk, n))) for a in range(0, n, chunk)]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: no fork of a parent that may hold torch threads; the children import only numpy and PIL
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            records = [r for part in pool.map(_render_chunk, jobs) for r in part]
+    else:
+        records = [r for job in jobs for r in _render_chunk(job)]
+    images = [im for im, _ in records]
+    anns = [{"id": k + 1, **a} for k, a in enumerate(a for _, part in records for a in part)]
     cats = [{"id": c, "name": nm, "supercategory": "shape"} for c, nm in zip(SYNTH_CATEGORY_IDS, SYNTH_CLASS_NAMES)]
     return {"info": {"description": "lapmask synthetic shapes", "version": SYNTH_VERSION, "split": split,
                      "size": size, "seed": seed}, "licenses": [], "images": images, "annotations": anns,
@@ -204,8 +226,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def generate_synthetic(out_dir: str | Path, n_train: int, n_val: int, size: int = DEFAULT_SIZE, seed: int = 0,
-                       val_seed: int | None = None) -> dict[str, Path]:
-    """Write the synthetic dataset (see the module docstring); returns the train/val json and image folders."""
+                       val_seed: int | None = None, workers: int = 1) -> dict[str, Path]:
+    """Write the synthetic dataset (see the module docstring) with ``workers`` processes (the files do not depend
+    on it); returns the train/val json and image folders."""
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
         raise ValueError(f"need a positive number of images (train={n_train}, val={n_val})")
     if size < 64:
@@ -215,7 +238,7 @@ def generate_synthetic(out_dir: str | Path, n_train: int, n_val: int, size: int 
     val_seed = DEFAULT_VAL_SEED if val_seed is None else val_seed
     paths = synthetic_paths(out)
     for split, n, s in (("train", n_train, seed), ("val", n_val, val_seed)):
-        _write_json(paths[f"{split}_json"], _split_json(out, split, n, size, s))
+        _write_json(paths[f"{split}_json"], _split_json(out, split, n, size, s, workers))
     _write_json(out / "synth_params.json", _params(n_train, n_val, size, seed, val_seed))
     return paths
 
@@ -232,7 +255,7 @@ def _params(n_train: int, n_val: int, size: int, seed: int, val_seed: int) -> di
 
 
 def ensure_synthetic(out_dir: str | Path, n_train: int, n_val: int, size: int = DEFAULT_SIZE, seed: int = 0,
-                     val_seed: int | None = None) -> dict[str, Path]:
+                     val_seed: int | None = None, workers: int = 1) -> dict[str, Path]:
     """Generate unless ``out_dir`` already holds exactly this dataset (same parameters and version)."""
     out = Path(out_dir)
     val_seed = DEFAULT_VAL_SEED if val_seed is None else val_seed
@@ -244,7 +267,7 @@ def ensure_synthetic(out_dir: str | Path, n_train: int, n_val: int, size: int = 
                 return paths
         except json.JSONDecodeError:
             pass
-    return generate_synthetic(out, n_train, n_val, size, seed, val_seed)
+    return generate_synthetic(out, n_train, n_val, size, seed, val_seed, workers)
 
 
 def dataset_statistics(ann: str | Path | dict) -> dict:
@@ -289,7 +312,7 @@ def format_statistics(stats: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``lapmask data synth --out DIR --train N --val M --size S [--seed K] [--val-seed K]``."""
+    """``lapmask data synth --out DIR --train N --val M --size S [--seed K] [--val-seed K] [--workers W]``."""
     ap = argparse.ArgumentParser(prog="lapmask data synth", description="Generate the synthetic shapes dataset "
                                  "(COCO format) used by the demo and the CPU tests.")
     ap.add_argument("--out", required=True, help="output folder")
@@ -299,10 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="training split seed (default 0)")
     ap.add_argument("--val-seed", type=int, default=None,
                     help=f"validation split seed (default {DEFAULT_VAL_SEED}, independent of --seed)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="rendering processes (default: one per CPU; the files are the same for any number)")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers must be >= 1")
     t0 = time.perf_counter()
     try:
-        paths = generate_synthetic(args.out, args.train, args.val, args.size, args.seed, args.val_seed)
+        paths = generate_synthetic(args.out, args.train, args.val, args.size, args.seed, args.val_seed,
+                                   args.workers)
     except ValueError as e:
         ap.error(str(e))
     dt = time.perf_counter() - t0

@@ -39,6 +39,19 @@ def test_deterministic_byte_identical(tmp_path):
     assert fc["annotations/instances_val.json"] == fa["annotations/instances_val.json"]
 
 
+def test_workers_give_byte_identical_files(tmp_path):
+    """Rendering in 2 processes (several chunks of 25 images, annotation ids given afterwards) writes exactly the
+    files one process writes."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    generate_synthetic(one, 60, 2, size=64, seed=5)
+    generate_synthetic(two, 60, 2, size=64, seed=5, workers=2)
+    f1, f2 = _files(one), _files(two)
+    assert set(f1) == set(f2) and len(f1) == 60 + 2 + 3
+    assert all(f1[k] == f2[k] for k in f1)
+    ids = [a["id"] for a in json.loads(f2["annotations/instances_train.json"])["annotations"]]
+    assert ids == list(range(1, len(ids) + 1))
+
+
 def test_val_differs_from_train(synth):
     paths, out = synth
     tr = np.asarray(Image.open(paths["train_images"] / "000001.png"))
