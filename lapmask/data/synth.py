@@ -200,13 +200,14 @@ def _split_json(out_dir: Path, split: str, n: int, size: int, seed: int, workers
     whatever the number of workers."""
     img_dir = out_dir / split
     img_dir.mkdir(parents=True, exist_ok=True)
-    chunk = 25
+    chunk = 25  # images per task: enough to amortise sending the results back, few enough to balance the workers
     jobs = [(img_dir, split, size, seed, range(a, min(a + chunk, n))) for a in range(0, n, chunk)]
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: no fork of a parent that may hold torch threads; the children import only numpy and PIL
+        # spawn, not fork: the demo calls this from a process that holds torch threads; the children import
+        # numpy, PIL and pycocotools only (not torch)
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
             records = [r for part in pool.map(_render_chunk, jobs) for r in part]
     else:
