@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from lapmask.config import LapMaskConfig, get_preset
 from lapmask.engine.distributed import free_port  # noqa: F401  (the tests import it from here)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a ``python -m lapmask`` child: this checkout first on the path, one OpenMP thread."""
+    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "OMP_NUM_THREADS": "1"}
 
 
 def tiny_config(**solver) -> LapMaskConfig:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_utils import ctrl_c_when, tiny_config
+from engine_utils import ctrl_c_when, subprocess_env, tiny_config
 
 from lapmask.cli import main as cli_main
 from lapmask.engine.checkpoint import load_checkpoint, save_checkpoint
 from lapmask.engine.evaluator import METRICS
 from lapmask.engine.inference_loop import SplitPaths, evaluate_predictor
 from lapmask.model.lapmask import build_model
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class OraclePredictor:
@@ -100,11 +97,6 @@ def test_data_synth_command(tmp_path):
     assert len(d["images"]) == 2 and len(list((tmp_path / "d" / "val").glob("*.png"))) == 1
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1"}
-
-
 def test_train_command_ctrl_c_saves_then_resume_finishes(synth_dir, tmp_path):
     """A real SIGINT to the whole process group (what a terminal's Ctrl-C does), DataLoader workers included."""
     cfg_file = tmp_path / "cfg.json"
@@ -114,13 +106,13 @@ def test_train_command_ctrl_c_saves_then_resume_finishes(synth_dir, tmp_path):
            "--out", str(out), "--num-workers", "2", "--threads", "1", "--log-period", "1", "--no-progress"]
     log = out / "metrics.jsonl"
     code, err = ctrl_c_when(cmd, lambda: log.is_file() and len(log.read_text().splitlines()) >= 2, cwd=tmp_path,
-                            env=_env(), timeout=120)
+                            env=subprocess_env(), timeout=120)
     assert code == 130, err
     assert "--resume" in err
     name = (out / "last_checkpoint").read_text().strip()
     it = load_checkpoint(out / name)["iteration"]
     assert 2 <= it < 400 and name == f"model_{it:07d}.pth"
     rc = subprocess.run(cmd + ["--resume", "--max-iter", str(it + 2), "--num-workers", "0"], cwd=tmp_path,
-                        env=_env(), capture_output=True, text=True, timeout=300, check=False)
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
     assert rc.returncode == 0, rc.stderr
     assert load_checkpoint(out / "model_final.pth")["iteration"] == it + 2

@@ -3,22 +3,13 @@ Ctrl-C during its training."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from engine_utils import ctrl_c_when
+from engine_utils import ctrl_c_when, subprocess_env
 
 from lapmask.engine.evaluator import METRICS
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -28,7 +19,7 @@ def test_demo_end_to_end_tiny(tmp_path, processes):
     rc = subprocess.run([sys.executable, "-m", "lapmask", "demo", "--out", str(out), "--minutes", "0.75",
                          "--train", "8", "--val", "4", "--size", "64", "--train-sizes", "64", "--batch-size", "2",
                          "--threads", "1", "--processes", str(processes), "--vis", "2", "--no-progress"],
-                        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300, check=False)
+                        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
     assert rc.returncode == 0, rc.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["iterations"] > 0 and set(METRICS) <= set(s["segm"]) and s["processes"] == processes
@@ -55,7 +46,7 @@ def test_demo_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, processes):
                              "8", "--val", "4", "--size", "64", "--train-sizes", "64", "--batch-size", "2",
                              "--threads", "1", "--processes", str(processes), "--eval-points", "0", "--no-progress"],
                             lambda: log.is_file() and bool(log.read_text().strip()),  # training under way
-                            cwd=tmp_path, env=_env())
+                            cwd=tmp_path, env=subprocess_env())
     assert code == 130, err[-3000:]
     saved = sorted((out / "train").glob("model_0*.pth"))
     assert len(saved) == 1 and not (out / "train" / "model_final.pth").exists() and "interrupted" in err
