@@ -8,7 +8,7 @@ import torch
 
 from lapmask.cli import main as cli_main
 from lapmask.config import get_preset
-from lapmask.convert import convert_official_file, convert_official_state_dict, read_official_checkpoint
+from lapmask.convert import convert_official_state_dict, read_official_checkpoint
 from lapmask.engine.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from lapmask.model.lapmask import build_model
 
